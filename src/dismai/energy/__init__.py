@@ -1,0 +1,1 @@
+"""Energy models: the alloy cluster expansion (and, later, interatomic potentials)."""

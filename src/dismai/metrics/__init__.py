@@ -1,0 +1,1 @@
+"""Benchmark metrics, one subpackage per dataset family."""

@@ -1,0 +1,1 @@
+"""Alloy (Fe-Ni-Cr FCC) benchmark: lattice matching, cluster statistics, metrics."""
