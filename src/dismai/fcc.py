@@ -9,7 +9,7 @@ neighbour lookup plain integer arithmetic, which is exact for on-lattice structu
 from __future__ import annotations
 
 import itertools
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -31,7 +31,7 @@ def lattice_matrix() -> np.ndarray:
     return np.eye(3) * CELL_LENGTH
 
 
-@lru_cache(maxsize=None)
+@cache
 def _grid() -> np.ndarray:
     pts = [p for p in itertools.product(range(GRID), repeat=3) if sum(p) % 2 == 0]
     return np.array(pts, dtype=np.int64)
@@ -47,7 +47,7 @@ def site_frac() -> np.ndarray:
     return _grid() / GRID
 
 
-@lru_cache(maxsize=None)
+@cache
 def _grid_to_index() -> np.ndarray:
     lut = -np.ones((GRID, GRID, GRID), dtype=np.int64)
     g = _grid()
@@ -73,7 +73,7 @@ def star(vector) -> np.ndarray:
     return np.array(sorted(out), dtype=np.int64)
 
 
-@lru_cache(maxsize=None)
+@cache
 def neighbour_table(shell: int) -> np.ndarray:
     """(256, z_shell) indices of the shell-`shell` neighbours (shell = 1..7) of every site."""
     vecs = star(SHELL_VECTORS[shell - 1])
@@ -82,6 +82,6 @@ def neighbour_table(shell: int) -> np.ndarray:
     return table
 
 
-@lru_cache(maxsize=None)
+@cache
 def all_neighbour_tables() -> tuple[np.ndarray, ...]:
     return tuple(neighbour_table(k) for k in range(1, N_SHELLS + 1))

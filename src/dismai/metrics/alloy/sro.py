@@ -31,7 +31,7 @@ def warren_cowley(counts: np.ndarray) -> np.ndarray:
             diag = np.einsum("mii->mi", n)
             d = n.sum(axis=2) + diag  # D_X = 2 n_XX + sum_{Y != X} n_XY
 
-            def cond(x, y):  # p(y | x)
+            def cond(x, y, n=n, d=d):  # p(y | x)
                 num = 2 * n[:, x, x] if x == y else n[:, x, y]
                 return num / d[:, x]
 
