@@ -91,7 +91,7 @@ def datasets_list() -> None:
             status = "preview" if man.get("preview") else "yes"
         comp = " ".join(f"{k}{v}" for k, v in spec.composition.items())
         table.add_row(name, spec.family, size, split, str(spec.n_atoms), comp, status)
-    console.print(table)
+    Console(width=max(console.width, 120)).print(table)
 
 
 @datasets_app.command("info")

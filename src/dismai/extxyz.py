@@ -24,6 +24,15 @@ def read_atoms(path) -> list:
         raise StructureError(f"{path}: not a readable extxyz file ({msg})") from None
     if not frames:
         raise StructureError(f"{path}: contains no structures")
+    # ASE silently drops an incomplete last frame; a truncated file must be an error.
+    with open(path, "rb") as fh:
+        n_lines = sum(1 for line in fh if line.strip())
+    expected = sum(len(a) + 2 for a in frames)
+    if n_lines != expected:
+        raise StructureError(
+            f"{path}: truncated or malformed after structure {len(frames) - 1} "
+            f"({n_lines} non-empty lines, {len(frames)} complete frames need {expected})"
+        )
     return frames
 
 

@@ -17,6 +17,9 @@ def atomic_path(path, suffix: str | None = None):
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix + ".tmp",
                                dir=path.parent)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; outputs should look like normal files
     try:
         yield Path(tmp)
         os.replace(tmp, path)

@@ -1,0 +1,245 @@
+"""Alloy evaluation outputs: per-structure CSV, SRO and energy plots, a text table.
+
+Plots are drawn with matplotlib's Agg canvas directly (no pyplot state, so they work in
+threads and on headless machines).  Every file appears atomically (temporary name, then
+rename) so an interrupted run never leaves a truncated output.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+from dismai.fileio import atomic_path, write_text
+from dismai.metrics.alloy.evaluate import METRIC_NAMES, AlloyEvaluation
+
+__all__ = [
+    "ENERGY_BIN_EDGES",
+    "per_structure_csv",
+    "binned_percentages",
+    "energy_histogram",
+    "plot_sro",
+    "plot_energy_histogram",
+    "format_table",
+    "write_outputs",
+]
+
+#: spec §4.4: np.arange(-5, 15 + 0.5, 0.5) meV/atom, 41 edges
+ENERGY_BIN_EDGES = np.arange(-5.0, 15.0 + 0.5, 0.5)
+_TRAIN_COLOUR = "#4C72B0"
+_GEN_COLOUR = "#DD8452"
+
+
+def _num(x) -> str:
+    if x is None:
+        return ""
+    x = float(x)
+    return repr(x) if np.isfinite(x) else ""
+
+
+def per_structure_csv(ev: AlloyEvaluation) -> str:
+    """CSV text: index, accepted, status, n_removed, vac_count, E_f, 12 SRO, 45 probabilities."""
+    header = (["structure_index", "accepted", "status", "n_removed", "vac_count",
+               "formation_energy_eV_per_atom"]
+              + [f"sro_{c}" for c in ev.sro_columns]
+              + [f"prob_{c}" for c in ev.columns])
+    out = io.StringIO()
+    out.write(",".join(header) + "\n")
+    for i in range(ev.n_input):
+        row = [str(i), str(bool(ev.accepted[i])).lower(), str(ev.status[i]),
+               str(int(ev.n_removed[i])) if ev.n_removed[i] >= 0 else "",
+               str(int(ev.vac_count[i])) if ev.vac_count[i] >= 0 else "",
+               _num(ev.formation_energy[i])]
+        row += [_num(x) for x in ev.sro[i]]
+        row += [_num(x) for x in ev.probabilities[i]]
+        out.write(",".join(row) + "\n")
+    return out.getvalue()
+
+
+def binned_percentages(values: np.ndarray, edges: np.ndarray = ENERGY_BIN_EDGES
+                       ) -> tuple[np.ndarray, int]:
+    """pandas.cut(include_lowest=True) + value_counts(normalize=True) * 100 (spec §4.4).
+
+    Bins are right-closed, (e_i, e_i+1], with the lowest edge included; values outside
+    the range are dropped and percentages are of the in-range count.
+    Returns (percentages (len(edges) - 1,), number of in-range values).
+    """
+    x = np.asarray(values, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    b = np.searchsorted(edges, x, side="left") - 1  # (e_i, e_i+1] -> i
+    b[x == edges[0]] = 0  # include_lowest
+    inside = (b >= 0) & (b < len(edges) - 1)
+    n_in = int(inside.sum())
+    counts = np.bincount(b[inside], minlength=len(edges) - 1).astype(np.float64)
+    pct = 100.0 * counts / n_in if n_in else counts
+    return pct, n_in
+
+
+def energy_histogram(energy_ev: np.ndarray, train_mean_ev: float,
+                     edges: np.ndarray = ENERGY_BIN_EDGES) -> tuple[np.ndarray, int]:
+    """Percentages per bin of (E - mean_train) * 1000 meV/atom (plot_energy_distribution.py)."""
+    x = (np.asarray(energy_ev, dtype=np.float64) - train_mean_ev) * 1000.0
+    return binned_percentages(x, edges)
+
+
+def _figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=120)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save_png(fig, path: Path) -> None:
+    with atomic_path(path, suffix=".png.tmp") as tmp:
+        fig.savefig(tmp, format="png", bbox_inches="tight")
+
+
+def _kde(v: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Gaussian KDE with Scott's bandwidth (as scipy.stats.gaussian_kde / seaborn), in numpy.
+
+    Avoids importing scipy.stats (over a second) just to draw six violins.
+    """
+    h = np.std(v, ddof=1) * len(v) ** (-1.0 / 5.0)
+    z = (grid[:, None] - v[None, :]) / h
+    return np.exp(-0.5 * z * z).sum(axis=1) / (len(v) * h * np.sqrt(2 * np.pi))
+
+
+def _half_violin(ax, x0: float, values: np.ndarray, side: int, scale: float, grid: np.ndarray,
+                 colour: str) -> None:
+    """One half of a split violin (seaborn-like: density_norm='count', inner='quart')."""
+    v = values[np.isfinite(values)]
+    if len(v) == 0:
+        return
+    if len(v) < 2 or np.ptp(v) < 1e-12:
+        ax.plot([x0, x0 + side * 0.4], [v[0], v[0]], color=colour, lw=2)
+        return
+    dens = _kde(v, grid) * len(v) * scale
+    lo, hi = v.min(), v.max()
+    sel = (grid >= lo - 0.05 * np.ptp(v)) & (grid <= hi + 0.05 * np.ptp(v))
+    ax.fill_betweenx(grid[sel], x0, x0 + side * dens[sel], color=colour, alpha=0.7, lw=0.8,
+                     edgecolor="k")
+    for q, style in ((25, ":"), (50, "--"), (75, ":")):
+        y = np.percentile(v, q)
+        w = np.interp(y, grid, dens)
+        ax.plot([x0, x0 + side * w], [y, y], color="k", ls=style, lw=1)
+
+
+def plot_sro(train_sro: np.ndarray, gen_sro: np.ndarray, columns, shell: int, path: Path) -> None:
+    """Split violins train (left) vs generated (right) of the six shell-`shell` SRO columns."""
+    cols = [i for i, c in enumerate(columns) if c.startswith(f"{shell}NN_")]
+    train = np.asarray(train_sro, dtype=np.float64)[:, cols]
+    gen = np.asarray(gen_sro, dtype=np.float64)[:, cols]
+    both = np.concatenate([train[np.isfinite(train)], gen[np.isfinite(gen)]])
+    fig = _figure(8, 4.5)
+    ax = fig.add_subplot()
+    if len(both):
+        pad = 0.1 * max(np.ptp(both), 1e-3)
+        grid = np.linspace(both.min() - pad, both.max() + pad, 400)
+        peak = 0.0  # density_norm='count': one width scale for every half violin
+        for data in (train, gen):
+            for j in range(len(cols)):
+                v = data[:, j][np.isfinite(data[:, j])]
+                if len(v) >= 2 and np.ptp(v) >= 1e-12:
+                    peak = max(peak, float((_kde(v, grid) * len(v)).max()))
+        scale = 0.45 / peak if peak > 0 else 1.0
+        for j in range(len(cols)):
+            _half_violin(ax, j, train[:, j], -1, scale, grid, _TRAIN_COLOUR)
+            _half_violin(ax, j, gen[:, j], +1, scale, grid, _GEN_COLOUR)
+    ax.axhline(0.0, color="grey", lw=0.6)
+    ax.set_xticks(range(len(cols)))
+    ax.set_xticklabels([columns[i].split("_", 1)[1] for i in cols])
+    ax.set_xlim(-0.6, len(cols) - 0.4)
+    ax.set_ylabel(r"Warren-Cowley $\alpha$ (reference convention)")
+    ax.set_title(f"{shell}NN short-range order: train (left) vs generated (right)")
+    from matplotlib.patches import Patch
+
+    ax.legend(handles=[Patch(color=_TRAIN_COLOUR, label=f"train (n={len(train)})"),
+                       Patch(color=_GEN_COLOUR, label=f"generated (n={len(gen)})")],
+              loc="best", fontsize=8)
+    _save_png(fig, path)
+
+
+def plot_energy_histogram(train_energy: np.ndarray, gen_energy: np.ndarray,
+                          train_mean: float, path: Path) -> None:
+    """CE formation-energy distributions relative to the training mean (§4.4 binning)."""
+    edges = ENERGY_BIN_EDGES
+    fig = _figure(7, 4)
+    ax = fig.add_subplot()
+    for data, colour, label in ((train_energy, _TRAIN_COLOUR, "train"),
+                                (gen_energy, _GEN_COLOUR, "generated")):
+        pct, n_in = energy_histogram(data, train_mean, edges)
+        n_all = int(np.isfinite(np.asarray(data, dtype=float)).sum())
+        ax.stairs(pct, edges, color=colour, fill=True, alpha=0.45,
+                  label=f"{label} ({n_in}/{n_all} in range)")
+        ax.stairs(pct, edges, color=colour, lw=1.2)
+    ax.set_xlabel(r"$E_f - \langle E_f \rangle_{train}$ (meV/atom)")
+    ax.set_ylabel("structures (%)")
+    ax.set_title("Cluster-expansion formation energy")
+    ax.legend(fontsize=8)
+    _save_png(fig, path)
+
+
+def _fmt(x) -> str:
+    return "n/a" if x is None else f"{x:.4g}"
+
+
+def _interval(m: dict) -> str:
+    v, lo, hi = m.get("value"), m.get("lower_error"), m.get("upper_error")
+    if v is None or lo is None or hi is None:
+        return "-"
+    return f"[{v - lo:.4g}, {v + hi:.4g}]"
+
+
+_LABELS = {
+    "d_cluster": "d_cluster",
+    "pct_vacancy": "% with vacancies",
+    "pct_failed": "% failed",
+}
+
+
+def format_table(metrics: dict, noise_floor: dict | None = None) -> str:
+    """Readable table: metric, value, pivotal 95 % interval, validation-vs-train noise floor."""
+    names = [n for n in METRIC_NAMES if n in metrics] + [n for n in metrics
+                                                          if n not in METRIC_NAMES]
+    rows = [("metric", "value", "95% CI (pivotal)", "noise floor (val vs train)")]
+    for n in names:
+        m = metrics[n]
+        floor = (noise_floor or {}).get(n)
+        floor_s = "-" if floor is None else _fmt(floor.get("value"))
+        if floor is not None and floor.get("lower_error") is not None:
+            floor_s += f" {_interval(floor)}"
+        rows.append((_LABELS.get(n, n), _fmt(m.get("value")), _interval(m), floor_s))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+             for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(evaluation: AlloyEvaluation, reference: dict, out_dir) -> dict[str, Path]:
+    """Write per_structure.csv, sro_1NN.png, sro_2NN.png, energy_histogram.png, metrics.txt."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "csv": out / "per_structure.csv",
+        "sro_1nn": out / "sro_1NN.png",
+        "sro_2nn": out / "sro_2NN.png",
+        "energy": out / "energy_histogram.png",
+        "table": out / "metrics.txt",
+    }
+    write_text(paths["csv"], per_structure_csv(evaluation))
+    ok = evaluation.accepted
+    train_sro = np.asarray(reference.get("train_sro", np.empty((0, 12))), dtype=np.float64)
+    train_sro = train_sro.reshape(-1, len(evaluation.sro_columns))
+    for shell, key in ((1, "sro_1nn"), (2, "sro_2nn")):
+        plot_sro(train_sro, evaluation.sro[ok], evaluation.sro_columns, shell, paths[key])
+    train_e = np.asarray(reference.get("train_formation_energy", []), dtype=np.float64)
+    train_mean = float(reference.get("train_formation_energy_mean",
+                                     train_e.mean() if len(train_e) else np.nan))
+    plot_energy_histogram(train_e, evaluation.formation_energy[ok], train_mean, paths["energy"])
+    write_text(paths["table"], format_table(evaluation.metrics, reference.get("noise_floor")))
+    return paths

@@ -1,0 +1,230 @@
+"""a-Si benchmark metrics for a set of generated, relaxed structures (spec §6).
+
+``d_motif``          Euclidean distance between train and generated mean 61-feature
+                     CrystalNN fingerprints (§6.4-6.5), pivotal bootstrap (§0.2-0.3).
+``cos_motif``        cosine distance between the same vectors (§6.5).
+``d_rdf``            Euclidean distance between mean g(r), 500 bins on 0-10 Å (§6.7).
+``d_angle``          Euclidean distance between mean bond-angle fraction vectors, 360 bins
+                     of 0.5 deg (§6.6).
+``pct_failed``       100 - 100 n_final / n_generated, no CI (§0.4, §6.5): every structure
+                     lost to move-apart, relaxation failure or anything else.
+``mean_relax_steps`` mean relaxation steps of the converged structures (paper ESI Table S3;
+                     the reference has no script for it), with a pivotal bootstrap as the
+                     other metrics (our addition) - only when relax results are given.
+
+Each bootstrapped metric uses its own fresh ``default_rng(7)`` loop, as each reference script
+does; the mean RDF / angle bands come from the same resamples as the distance.  Energies
+(``energy_per_atom`` in eV/atom, or total ``energy`` in eV, in ``gen.properties``) are
+reported relative to the training mean in meV/atom (§6.3: a plot, no scalar metric).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dismai.metrics.asi.angles import ANGLE_CENTRES, d_angle
+from dismai.metrics.asi.features import ASiFeatures, compute_features
+from dismai.metrics.asi.motifs import cos_motif, d_motif, motif_labels
+from dismai.metrics.asi.rdf import RDF_R
+from dismai.metrics.asi.stats import Band, distance_and_band
+from dismai.metrics.bootstrap import (
+    CONF_LEVEL,
+    N_REPS,
+    SEED,
+    euclidean_to,
+    no_ci,
+    pivotal_bootstrap_of_mean,
+)
+from dismai.structures import StructureSet
+
+__all__ = ["METRIC_NAMES", "ASiEvaluation", "evaluate", "metrics_from_features",
+           "energies_per_atom", "relax_steps"]
+
+METRIC_NAMES = ("d_motif", "cos_motif", "d_rdf", "d_angle", "pct_failed", "mean_relax_steps")
+
+
+@dataclass
+class ASiEvaluation:
+    """Metrics plus per-structure results for the M structures that reached the metrics.
+
+    metrics: name -> {"value", "lower_error", "upper_error"} (errors None where no CI).
+    features: per-structure fingerprints, g(r), angle fractions, motif counts.
+    rdf_band / angle_band: generated mean with per-bin pivotal bands (§0.3).
+    motifs: {"labels", "train_pct", "gen_pct", "lower_error", "upper_error"} for the
+    train-selected most-likely motifs (§6.8).
+    energy_per_atom: (M,) eV/atom or None; delta_energy_mev: (M,) relative to the train mean.
+    """
+
+    metrics: dict
+    n_final: int
+    n_generated: int
+    features: ASiFeatures
+    rdf_band: Band
+    angle_band: Band
+    motifs: dict
+    energy_per_atom: np.ndarray | None = None
+    delta_energy_mev: np.ndarray | None = None
+    relax_steps: np.ndarray | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def energies_per_atom(structures: StructureSet) -> np.ndarray | None:
+    """eV/atom from ``properties['energy_per_atom']``, else ``properties['energy'] / N``."""
+    p = structures.properties
+    if "energy_per_atom" in p:
+        return np.asarray(p["energy_per_atom"], dtype=np.float64).reshape(len(structures))
+    if "energy" in p:
+        return (np.asarray(p["energy"], dtype=np.float64).reshape(len(structures))
+                / structures.n_atoms)
+    return None
+
+
+def relax_steps(relax_results) -> tuple[np.ndarray, np.ndarray]:
+    """(n_steps, converged) per relaxed structure from relaxation results.
+
+    Accepts a :class:`dismai.relax.RelaxRun` (its ``table``: ``steps``, ``status``), a
+    mapping of arrays (``n_steps`` or ``steps``; optional ``converged`` or ``status``), or a
+    sequence of such mappings / objects.  Converged: True, or the strings 'converged',
+    'yes', 'soft' (the reference's relax_results.csv); a missing flag means converged.
+    """
+    if hasattr(relax_results, "table") and not isinstance(relax_results, Mapping):
+        relax_results = list(relax_results.table)
+    if isinstance(relax_results, Mapping):
+        steps = relax_results.get("n_steps", relax_results.get("steps"))
+        steps = np.asarray(steps, dtype=np.float64).ravel()
+        conv = relax_results.get("converged", relax_results.get("status"))
+    else:
+        rows = list(relax_results)
+
+        def get(r, *keys):
+            for k in keys:
+                v = r.get(k) if isinstance(r, Mapping) else getattr(r, k, None)
+                if v is not None:
+                    return v
+            return None
+
+        steps = np.array([get(r, "n_steps", "steps") for r in rows], dtype=np.float64)
+        conv = [get(r, "converged", "status") for r in rows]
+        conv = None if all(c is None for c in conv) else [True if c is None else c
+                                                           for c in conv]
+    if conv is None:
+        ok = np.ones(len(steps), dtype=bool)
+    else:
+        ok = np.array([_truthy(c) for c in np.asarray(conv, dtype=object).ravel()], dtype=bool)
+    if len(ok) != len(steps):
+        raise ValueError("relax results: steps and converged flags differ in length")
+    return steps, ok
+
+
+def _truthy(c) -> bool:
+    if isinstance(c, str):
+        return c.strip().lower() in ("converged", "yes", "soft", "true", "1")
+    return bool(c)
+
+
+def metrics_from_features(feats: ASiFeatures, reference: dict, *, n_reps: int = N_REPS,
+                          conf_level: float = CONF_LEVEL, seed: int = SEED) -> tuple:
+    """(metrics dict of the four distances, rdf Band, angle Band, motif table) vs a reference."""
+    _check_axes(reference)
+    boot = {"n_reps": n_reps, "conf_level": conf_level, "seed": seed}
+    fp_mean = np.asarray(reference["train_mean_fingerprint"], dtype=np.float64)
+    fp_stats, _ = distance_and_band(feats.fingerprint, {"d_motif": d_motif(fp_mean),
+                                                        "cos_motif": cos_motif(fp_mean)}, **boot)
+    rdf_stats, rdf_band = distance_and_band(
+        feats.rdf, {"d_rdf": euclidean_to(np.asarray(reference["train_mean_rdf"]))}, **boot)
+    ang_stats, ang_band = distance_and_band(
+        feats.angle_dist, {"d_angle": d_angle(np.asarray(reference["train_mean_angle"]))},
+        **boot)
+    metrics = {k: v.as_dict() for k, v in {**fp_stats, **rdf_stats, **ang_stats}.items()}
+    motifs = motif_table(feats, reference, **boot)
+    return metrics, rdf_band, ang_band, motifs
+
+
+def motif_table(feats: ASiFeatures, reference: dict, **boot) -> dict:
+    """§6.8 percentages of the train-selected most-likely motifs, with pivotal errors."""
+    ref = reference.get("motifs") or {}
+    labels = list(ref.get("labels", []))
+    all_labels = motif_labels()
+    codes = [all_labels.index(lab) for lab in labels if lab in all_labels]
+    frac = 100.0 * feats.motif_fraction[:, codes] if len(feats) else np.zeros((0, len(codes)))
+    if len(codes) and len(feats):
+        _, band = distance_and_band(frac, {}, **boot)
+        gen, lo, hi = band.mean, band.lower_error, band.upper_error
+    else:
+        gen = lo = hi = np.full(len(codes), np.nan)
+    return {"labels": labels, "train_pct": list(ref.get("train_pct", [])),
+            "gen_pct": np.asarray(gen).tolist(), "lower_error": np.asarray(lo).tolist(),
+            "upper_error": np.asarray(hi).tolist()}
+
+
+def evaluate(gen: StructureSet, reference: dict, n_generated: int | None = None,
+             n_failed_postprocess: int = 0, relax_results=None, *, n_workers: int | None = 1,
+             features: ASiFeatures | None = None, n_reps: int = N_REPS,
+             conf_level: float = CONF_LEVEL, seed: int = SEED,
+             workers: int | None = None) -> ASiEvaluation:
+    """Evaluate relaxed generated a-Si structures against a dataset reference (spec §6).
+
+    gen: the structures that survived post-processing and relaxation (the reference's
+    ``gen_relaxed.extxyz``); energies in ``gen.properties`` are optional.
+    reference: :func:`dismai.metrics.asi.reference.build_reference` output.
+    n_generated: structures originally generated (denominator of pct_failed); default
+    len(gen) + n_failed_postprocess + the non-converged entries of relax_results.
+    n_failed_postprocess: structures rejected by move-apart (§6.1), for that default and the
+    breakdown in ``extra``.  relax_results: a ``dismai.relax.RelaxRun`` or see
+    :func:`relax_steps`; its converged entries give mean_relax_steps (without it, a
+    ``relax_steps`` property of gen is used).  features: precomputed
+    :func:`compute_features` of gen.  n_workers (alias ``workers``, as the alloy suite):
+    processes for the features (None/0: all CPUs).
+    """
+    if workers is not None:
+        n_workers = workers
+    m = len(gen)
+    feats = compute_features(gen, n_workers) if features is None else features
+    if len(feats) != m:
+        raise ValueError(f"features have {len(feats)} rows for {m} structures")
+    steps = conv = None
+    if relax_results is not None:
+        steps, conv = relax_steps(relax_results)
+    elif "relax_steps" in gen.properties:  # dismai.relax output carries its step counts
+        steps = np.asarray(gen.properties["relax_steps"], dtype=np.float64).ravel()
+        conv = np.ones(len(steps), dtype=bool)
+    n_relax_failed = 0 if conv is None or relax_results is None else int((~conv).sum())
+    n_gen = (m + int(n_failed_postprocess) + n_relax_failed) if n_generated is None \
+        else int(n_generated)
+    if n_gen < m:
+        raise ValueError(f"n_generated ({n_gen}) is smaller than the number of structures ({m})")
+    boot = {"n_reps": n_reps, "conf_level": conf_level, "seed": seed}
+    metrics, rdf_band, ang_band, motifs = metrics_from_features(feats, reference, **boot)
+    # §6.5: 100.0 - (n_gen / n_ori * 100), written in the reference's operation order
+    pct_failed = 100.0 - (m / n_gen * 100) if n_gen else float("nan")
+    metrics["pct_failed"] = no_ci(pct_failed).as_dict()
+    if steps is not None:
+        ok_steps = steps[conv & np.isfinite(steps)]
+        metrics["mean_relax_steps"] = pivotal_bootstrap_of_mean(
+            ok_steps[:, None], lambda mean: mean[..., 0], **boot).as_dict()
+    energy = energies_per_atom(gen)
+    delta = None
+    if energy is not None and reference.get("train_mean_energy_per_atom") is not None:
+        delta = (energy - float(reference["train_mean_energy_per_atom"])) * 1000.0  # §6.3
+    extra = {
+        "n_failed_postprocess": int(n_failed_postprocess),
+        "n_failed_relax": n_relax_failed,
+        "n_failed_other": int(n_gen - m - int(n_failed_postprocess) - n_relax_failed),
+        "n_fallback_sites": int(feats.n_fallback.sum()),
+        "structures_without_angles": np.flatnonzero(feats.n_angles == 0).tolist(),
+    }
+    return ASiEvaluation(metrics=metrics, n_final=m, n_generated=n_gen, features=feats,
+                         rdf_band=rdf_band, angle_band=ang_band, motifs=motifs,
+                         energy_per_atom=energy, delta_energy_mev=delta, relax_steps=steps,
+                         extra=extra)
+
+
+def _check_axes(reference: dict) -> None:
+    """Sanity check that a reference was built with the same bins."""
+    for key, n in (("train_mean_rdf", len(RDF_R)), ("train_mean_angle", len(ANGLE_CENTRES))):
+        if len(reference[key]) != n:
+            raise ValueError(f"reference {key} has {len(reference[key])} bins, expected {n}")
+

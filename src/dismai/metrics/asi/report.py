@@ -1,0 +1,262 @@
+"""a-Si evaluation outputs: plots, per-structure CSV, text table.
+
+Plots use matplotlib's Agg canvas directly (no pyplot state) and every file is written
+atomically through :func:`dismai.fileio.atomic_path`, so an interrupted run never leaves a
+truncated output.  Figures follow the reference's plot scripts (spec §6.3, §6.6-6.8):
+mean g(r) and mean bond-angle distribution of generated vs training structures with the
+per-bin pivotal bootstrap band (§0.3), most-likely-motif percentages with pivotal error
+bars, and the energy histogram relative to the training mean (-50...100 meV/atom, 5 meV
+bins, right-closed, lowest edge included, percentages of in-range values).
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+from dismai.fileio import atomic_path, write_bytes, write_text
+from dismai.metrics.asi.angles import ANGLE_CENTRES
+from dismai.metrics.asi.evaluate import METRIC_NAMES, ASiEvaluation
+from dismai.metrics.asi.motifs import motif_labels
+from dismai.metrics.asi.rdf import RDF_R
+
+__all__ = [
+    "ENERGY_BIN_EDGES",
+    "energy_histogram",
+    "per_structure_csv",
+    "plot_rdf",
+    "plot_angles",
+    "plot_motifs",
+    "plot_energy_histogram",
+    "format_table",
+    "write_outputs",
+]
+
+#: §6.3: np.arange(-50, 100 + 5, 5) meV/atom, 31 edges, 30 bins
+ENERGY_BIN_EDGES = np.arange(-50.0, 100.0 + 5.0, 5.0)
+_TRAIN = "#4C72B0"
+_GEN = "#DD8452"
+_METRIC_TITLES = {
+    "d_motif": "d_motif (fingerprint, Euclidean)",
+    "cos_motif": "cos_motif (fingerprint, cosine)",
+    "d_rdf": "d_rdf (g(r), Euclidean)",
+    "d_angle": "d_angle (bond angles, Euclidean)",
+    "pct_failed": "% failed structures",
+    "mean_relax_steps": "mean relaxation steps",
+}
+
+
+def energy_histogram(delta_mev: np.ndarray, edges: np.ndarray = ENERGY_BIN_EDGES
+                     ) -> tuple[np.ndarray, int]:
+    """(% per bin, in-range count) of ΔE values in meV/atom, pandas.cut semantics (§6.3)."""
+    x = np.asarray(delta_mev, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    b = np.searchsorted(edges, x, side="left") - 1  # (e_i, e_i+1] -> i
+    b[x == edges[0]] = 0  # include_lowest
+    inside = (b >= 0) & (b < len(edges) - 1)
+    n_in = int(inside.sum())
+    counts = np.bincount(b[inside], minlength=len(edges) - 1).astype(np.float64)
+    return (100.0 * counts / n_in if n_in else counts), n_in
+
+
+def _num(x) -> str:
+    if x is None:
+        return ""
+    x = float(x)
+    return repr(x) if np.isfinite(x) else ""
+
+
+def per_structure_csv(ev: ASiEvaluation, reference: dict | None = None) -> str:
+    """CSV: index, energy, ΔE, #angles, mean/std angle, first g(r) peak, most-likely-motif
+    fractions (train-selected motifs), then the 61 mean fingerprint features."""
+    f = ev.features
+    fp_labels = list(f.labels)
+    mot = list(ev.motifs.get("labels", []))
+    codes = [motif_labels().index(m) for m in mot]
+    header = (["structure_index", "energy_eV_per_atom", "delta_E_meV_per_atom", "n_angles",
+               "mean_angle_deg", "std_angle_deg", "rdf_first_peak_A", "n_fallback_sites"]
+              + [f"motif_frac {m}" for m in mot] + [f"fp {lab}" for lab in fp_labels])
+    frac = f.motif_fraction
+    out = io.StringIO()
+    out.write(",".join(_csv_field(h) for h in header) + "\n")
+    r_mask = RDF_R < 3.0  # first-shell peak of a-Si lies near 2.35 Å
+    for i in range(len(f)):
+        p = f.angle_dist[i]
+        mean_a = float(p @ ANGLE_CENTRES) if p.sum() > 0 else float("nan")
+        std_a = float(np.sqrt(max(p @ (ANGLE_CENTRES - mean_a) ** 2, 0.0))) if p.sum() > 0 \
+            else float("nan")
+        g = f.rdf[i]
+        peak = float(RDF_R[r_mask][np.argmax(g[r_mask])]) if g[r_mask].max() > 0 \
+            else float("nan")
+        row = [str(i),
+               _num(None if ev.energy_per_atom is None else ev.energy_per_atom[i]),
+               _num(None if ev.delta_energy_mev is None else ev.delta_energy_mev[i]),
+               str(int(f.n_angles[i])), _num(mean_a), _num(std_a), _num(peak),
+               str(int(f.n_fallback[i]))]
+        row += [_num(frac[i, c]) for c in codes]
+        row += [_num(x) for x in f.fingerprint[i]]
+        out.write(",".join(row) + "\n")
+    return out.getvalue()
+
+
+def _csv_field(s: str) -> str:
+    return f'"{s}"' if ("," in s or '"' in s) else s
+
+
+def _figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=120)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save_png(fig, path) -> None:
+    with atomic_path(Path(path), suffix=".png.tmp") as tmp:
+        fig.savefig(tmp, format="png", bbox_inches="tight")
+
+
+def _band_plot(x, train, band, xlabel, ylabel, title, path, scale=1.0, xlim=None) -> None:
+    fig = _figure(7, 4.2)
+    ax = fig.add_subplot()
+    ax.plot(x, np.asarray(train) * scale, color=_TRAIN, lw=1.5, label="train")
+    ax.plot(x, band.mean * scale, color=_GEN, lw=1.2, label="generated")
+    ax.fill_between(x, band.low * scale, band.high * scale, color=_GEN, alpha=0.3, lw=0,
+                    label="generated 95% pivotal band")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if xlim is not None:
+        ax.set_xlim(*xlim)
+    ax.legend(loc="best", fontsize=8)
+    _save_png(fig, path)
+
+
+def plot_rdf(ev: ASiEvaluation, reference: dict, path) -> None:
+    """Mean g(r), train vs generated with the per-bin band (plot_avg_rdf_Si_Si.py)."""
+    _band_plot(RDF_R, reference["train_mean_rdf"], ev.rdf_band, "r (Å)", "g(r)",
+               f"Si-Si RDF (n_gen = {ev.n_final})", path)
+
+
+def plot_angles(ev: ASiEvaluation, reference: dict, path) -> None:
+    """Mean bond-angle distribution in %, train vs generated with the per-bin band."""
+    _band_plot(ANGLE_CENTRES, reference["train_mean_angle"], ev.angle_band,
+               "bond angle (deg)", "% of angles per 0.5° bin",
+               f"Si bond angles (n_gen = {ev.n_final})", path, scale=100.0, xlim=(40, 180))
+
+
+def plot_motifs(ev: ASiEvaluation, path) -> None:
+    """Most-likely motif percentages, train vs generated with pivotal error bars (§6.8)."""
+    m = ev.motifs
+    labels = m.get("labels", [])
+    fig = _figure(max(5.0, 0.9 * len(labels) + 2.0), 4.2)
+    ax = fig.add_subplot()
+    x = np.arange(len(labels))
+    if len(labels):
+        gen = np.asarray(m["gen_pct"], dtype=np.float64)
+        lo = np.asarray(m["lower_error"], dtype=np.float64)
+        hi = np.asarray(m["upper_error"], dtype=np.float64)
+        ax.bar(x - 0.2, m["train_pct"], 0.4, color=_TRAIN, label="train")
+        # pivotal errors can be negative; draw the interval [gen - lo, gen + hi] itself
+        ax.bar(x + 0.2, gen, 0.4, color=_GEN, label="generated")
+        ax.vlines(x + 0.2, gen - lo, gen + hi, color="k", lw=1)
+        ax.set_xticks(x)
+        ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("% of Si atoms (most likely motif)")
+    ax.set_title("Most likely coordination motifs")
+    ax.legend(loc="best", fontsize=8)
+    _save_png(fig, path)
+
+
+def plot_energy_histogram(train_delta_mev, gen_delta_mev, path) -> None:
+    """ΔE = E - mean(E_train) in meV/atom, % per 5 meV bin on -50...100 (§6.3)."""
+    fig = _figure(7, 4.2)
+    ax = fig.add_subplot()
+    centres = (ENERGY_BIN_EDGES[1:] + ENERGY_BIN_EDGES[:-1]) / 2
+    w = ENERGY_BIN_EDGES[1] - ENERGY_BIN_EDGES[0]
+    for data, colour, name in ((train_delta_mev, _TRAIN, "train"),
+                               (gen_delta_mev, _GEN, "generated")):
+        if data is None:
+            continue
+        pct, n_in = energy_histogram(data)
+        n_all = int(np.isfinite(np.asarray(data, dtype=float)).sum())
+        ax.bar(centres, pct, w * 0.95, color=colour, alpha=0.55,
+               label=f"{name} ({n_in}/{n_all} in range)")
+    ax.set_xlabel("E - mean(E_train) (meV/atom)")
+    ax.set_ylabel("% of structures")
+    ax.set_title("Energy relative to the training mean")
+    ax.legend(loc="best", fontsize=8)
+    _save_png(fig, path)
+
+
+def format_table(metrics: dict, noise_floor: dict | None = None) -> str:
+    """Plain-text table: metric, value, pivotal errors, and the val-vs-train noise floor."""
+    noise_floor = noise_floor or {}
+    rows = [("metric", "value", "lower err", "upper err", "noise floor (val)")]
+    for name in METRIC_NAMES:
+        if name not in metrics:
+            continue
+        m = metrics[name]
+        nf = noise_floor.get(name)
+        rows.append((_METRIC_TITLES.get(name, name), _fmt(m.get("value")),
+                     _fmt(m.get("lower_error")), _fmt(m.get("upper_error")),
+                     _fmt(nf.get("value")) if nf else "-"))
+    for name in metrics:
+        if name not in METRIC_NAMES:
+            m = metrics[name]
+            rows.append((name, _fmt(m.get("value")), _fmt(m.get("lower_error")),
+                         _fmt(m.get("upper_error")), "-"))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines = []
+    for k, r in enumerate(rows):
+        lines.append("  ".join(c.ljust(widths[i]) if i == 0 else c.rjust(widths[i])
+                               for i, c in enumerate(r)))
+        if k == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(x) -> str:
+    if x is None:
+        return "-"
+    x = float(x)
+    if not np.isfinite(x):
+        return "nan"
+    return f"{x:.4g}" if abs(x) >= 1e-3 or x == 0 else f"{x:.3e}"
+
+
+def write_outputs(ev: ASiEvaluation, reference: dict, out_dir) -> dict[str, Path]:
+    """Write plots, per-structure CSV/NPZ and the table into out_dir; returns the paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "rdf": out / "rdf_si_si.png",
+        "angles": out / "bond_angle_distribution.png",
+        "motifs": out / "most_likely_motifs.png",
+        "csv": out / "per_structure.csv",
+        "npz": out / "per_structure_distributions.npz",
+        "table": out / "metrics_table.txt",
+    }
+    plot_rdf(ev, reference, paths["rdf"])
+    plot_angles(ev, reference, paths["angles"])
+    plot_motifs(ev, paths["motifs"])
+    if ev.delta_energy_mev is not None:
+        paths["energy"] = out / "energy_histogram.png"
+        train_e = reference.get("train_energy_per_atom")
+        train_delta = None if train_e is None else (
+            (np.asarray(train_e, dtype=np.float64) - reference["train_mean_energy_per_atom"])
+            * 1000.0)
+        plot_energy_histogram(train_delta, ev.delta_energy_mev, paths["energy"])
+    write_text(paths["csv"], per_structure_csv(ev, reference))
+    buf = io.BytesIO()
+    np.savez_compressed(buf, rdf=ev.features.rdf, rdf_r=RDF_R,
+                        angle_distribution=ev.features.angle_dist, angle_centres=ANGLE_CENTRES,
+                        fingerprint=ev.features.fingerprint,
+                        motif_counts=ev.features.motif_counts,
+                        motif_labels=np.array(motif_labels()))
+    write_bytes(paths["npz"], buf.getvalue())
+    write_text(paths["table"], format_table(ev.metrics, reference.get("noise_floor")))
+    return paths
