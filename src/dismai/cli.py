@@ -163,8 +163,7 @@ def evaluate(
     ds = load(dataset)
     result = evaluate_file(path, ds.name, n_generated=n_generated, out_dir=out,
                            lattice_match=lattice_match)
-    console.print(format_table(result["metrics"], result["noise_floor"]), markup=False,
-                  highlight=False)
+    typer.echo(format_table(result["metrics"], result["noise_floor"]))
     if out is not None:
         console.print(f"wrote {Path(out) / 'metrics.json'}")
 
