@@ -154,15 +154,24 @@ def evaluate(
     out: Path = typer.Option(None, "--out", help="folder for metrics.json, CSV and plots"),
     lattice_match: str = typer.Option("auto", "--lattice-match",
                                       help="alloys: auto, as-is, translated or rotated"),
+    relax: bool = typer.Option(True, "--relax/--no-relax",
+                               help="a-Si: relax with the dataset's potential first"),
+    workers: int = typer.Option(None, "--workers", help="processes (default: all cores)"),
 ) -> None:
     """Score generated structures against a dataset's training set."""
     from dismai.datasets import load
     from dismai.evaluation import evaluate_file
-    from dismai.metrics.alloy.report import format_table
 
     ds = load(dataset)
-    result = evaluate_file(path, ds.name, n_generated=n_generated, out_dir=out,
-                           lattice_match=lattice_match)
+    if ds.spec.family == "alloy":
+        from dismai.metrics.alloy.report import format_table
+
+        options = {"lattice_match": lattice_match}
+    else:
+        from dismai.metrics.asi.report import format_table
+
+        options = {"relax": relax, "n_workers": workers}
+    result = evaluate_file(path, ds.name, n_generated=n_generated, out_dir=out, **options)
     typer.echo(format_table(result["metrics"], result["noise_floor"]))
     if out is not None:
         console.print(f"wrote {Path(out) / 'metrics.json'}")

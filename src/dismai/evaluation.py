@@ -69,7 +69,59 @@ def evaluate_structures(gen: StructureSet, dataset, n_generated: int | None = No
             write_outputs(ev, reference, out)
             write_json(out / "metrics.json", result)
         return result
+    if family == "a-si":
+        return _evaluate_asi(gen, dataset, n_gen, out_dir, **options)
     raise NotImplementedError(f"no evaluation suite for dataset family {family!r} yet")
+
+
+def _evaluate_asi(gen: StructureSet, dataset, n_gen: int, out_dir=None, *, relax: bool = True,
+                  n_workers: int | None = None, reference_compatible: bool = False,
+                  relax_dir=None) -> dict:
+    """a-Si pipeline (spec §6): move atoms apart, relax with the dataset's potential
+    (sw-vink, LAMMPS CG, exactly as the training set was relaxed), then the metrics.
+
+    Relaxation results go to `relax_dir` (default OUT/relax) as an append-only store, so
+    an interrupted evaluation resumes without redoing finished structures.
+    """
+    from dismai.metrics.asi.evaluate import evaluate
+    from dismai.metrics.asi.report import write_outputs
+    from dismai.postprocess import move_atoms_apart
+
+    reference = dataset.reference
+    moved = move_atoms_apart(gen, reference_compatible=reference_compatible)
+    n_lost_moving = int((~moved.ok).sum())
+    survivors = moved.structures
+    run = None
+    if relax and len(survivors):
+        from dismai.relax import relax_structures
+
+        recipe = dataset.manifest["recipe"]
+        where = relax_dir or (Path(out_dir) / "relax" if out_dir is not None else None)
+        run = relax_structures(survivors, "sw-vink", out_dir=where,
+                               fmax=recipe["relax_fmax"], max_steps=recipe["relax_steps"],
+                               optimizer="lammps-cg", n_workers=n_workers)
+        survivors = run.structures
+    if len(survivors) == 0:
+        raise ValueError("no structure survived post-processing and relaxation")
+    ev = evaluate(survivors, reference, n_generated=n_gen, n_failed_postprocess=n_lost_moving,
+                  relax_results=run, n_workers=n_workers or 1)
+    result = {
+        "dataset": dataset.name,
+        "n_input": len(gen),
+        "n_generated": n_gen,
+        "relaxed": bool(relax),
+        "n_failed_move_apart": n_lost_moving,
+        "n_failed_relaxation": 0 if run is None else len(run.failed),
+        "metrics": ev.metrics,
+        "noise_floor": reference.get("noise_floor", {}),
+    }
+    if out_dir is not None:
+        out = Path(out_dir)
+        write_outputs(ev, reference, out)
+        if run is not None:
+            run.write_table_csv(out / "relax_results.csv")
+        write_json(out / "metrics.json", result)
+    return result
 
 
 def evaluate_file(path, dataset_name: str, n_generated: int | None = None, out_dir=None,

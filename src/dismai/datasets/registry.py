@@ -55,6 +55,19 @@ def _alloy_spec(temperature: int, sro: str) -> DatasetSpec:
     )
 
 
+def _asi_spec() -> DatasetSpec:
+    from dismai.datasets.asi_recipe import default_recipe
+
+    return DatasetSpec(
+        name="a-si",
+        family="a-si",
+        description="amorphous Si: sw-vink melt-quench parents cut into 256-atom blocks, relaxed",
+        n_atoms=256,
+        composition={"Si": 256},
+        recipe=default_recipe(),
+    )
+
+
 DATASETS: dict[str, DatasetSpec] = {
     s.name: s
     for s in (
@@ -62,6 +75,7 @@ DATASETS: dict[str, DatasetSpec] = {
         _alloy_spec(300, "wide"),
         _alloy_spec(1500, "narrow"),
         _alloy_spec(1500, "wide"),
+        _asi_spec(),
     )
 }
 
@@ -89,11 +103,16 @@ def shipped_paths(name: str, data_dir: Path | None = None) -> dict[str, Path]:
         "data": d / f"{name}.npy",
         "manifest": d / f"{name}.json",
         "reference": d / f"{name}.reference.json",
+        "energy": d / f"{name}.energy.npy",  # only for datasets with energies (a-si)
     }
 
 
+REQUIRED_FILES = ("data", "manifest", "reference")
+
+
 def is_shipped(name: str) -> bool:
-    return all(p.is_file() for p in shipped_paths(name).values())
+    paths = shipped_paths(name)
+    return all(paths[k].is_file() for k in REQUIRED_FILES)
 
 
 class Dataset:
@@ -103,7 +122,7 @@ class Dataset:
         self.spec = get_spec(name)
         self.name = name
         self.paths = shipped_paths(name, data_dir)
-        missing = [str(p) for p in self.paths.values() if not p.is_file()]
+        missing = [str(self.paths[k]) for k in REQUIRED_FILES if not self.paths[k].is_file()]
         if missing:
             raise DatasetError(
                 f"dataset {name!r} is not built: missing {missing[0]}; "
@@ -111,12 +130,19 @@ class Dataset:
             )
         self.manifest = json.loads(self.paths["manifest"].read_text())
         if verify:
-            got = sha256_file(self.paths["data"])
-            if got != self.manifest["sha256"]:
-                raise DatasetError(
-                    f"{self.paths['data']}: checksum {got[:12]}… does not match the manifest "
-                    f"({self.manifest['sha256'][:12]}…); the file is corrupted"
-                )
+            checks = [("data", self.manifest["sha256"])]
+            if "energy_sha256" in self.manifest:
+                checks.append(("energy", self.manifest["energy_sha256"]))
+            for key, want in checks:
+                path = self.paths[key]
+                if not path.is_file():
+                    raise DatasetError(f"dataset {name!r}: missing {path}")
+                got = sha256_file(path)
+                if got != want:
+                    raise DatasetError(
+                        f"{path}: checksum {got[:12]}… does not match the manifest "
+                        f"({want[:12]}…); the file is corrupted"
+                    )
 
     @cached_property
     def raw(self) -> np.ndarray:
@@ -128,6 +154,12 @@ class Dataset:
             from dismai.datasets.alloy_recipe import structures_from_site_species
 
             return structures_from_site_species(self.raw)
+        if self.spec.family == "a-si":
+            from dismai.datasets.asi_recipe import structures_from_arrays
+
+            energy = np.load(self.paths["energy"], allow_pickle=False)
+            return structures_from_arrays(self.raw, self.manifest["build"]["block_edge_A"],
+                                          energy)
         raise DatasetError(f"no loader for family {self.spec.family!r}")
 
     @property
