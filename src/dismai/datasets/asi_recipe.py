@@ -14,6 +14,7 @@ and the block relaxation uses the append-only relaxation store.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -77,13 +78,22 @@ def make_parents(recipe: dict, work: Path, n_workers: int, progress=None) -> np.
     todo = [(i, recipe, int(seeds[i])) for i, p in enumerate(paths) if not p.is_file()]
     if progress is not None:
         progress(recipe["n_parents"] - len(todo))
-    if todo:
-        with ProcessPoolExecutor(max_workers=min(n_workers, len(todo))) as pool:
+    def save(i, frac):
+        with atomic_path(paths[i], suffix=".npy") as tmp:
+            np.save(tmp, frac)
+        if progress is not None:
+            progress(1)
+
+    if len(todo) == 1 or n_workers == 1:
+        for args in todo:
+            i, frac, _ = _quench_parent(args)
+            save(i, frac)
+    elif todo:
+        # spawned, not forked: forking a process that holds MPI/LAMMPS or torch state hangs
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(n_workers, len(todo)), mp_context=ctx) as pool:
             for i, frac, _ in pool.map(_quench_parent, todo):
-                with atomic_path(paths[i], suffix=".npy") as tmp:
-                    np.save(tmp, frac)
-                if progress is not None:
-                    progress(1)
+                save(i, frac)
     return np.stack([np.load(p) for p in paths])
 
 
