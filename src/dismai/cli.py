@@ -7,7 +7,6 @@ go through `dismai.fileio`.
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 from pathlib import Path
@@ -16,41 +15,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from dismai.cli_errors import err_console, friendly
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Generative models and benchmarks for large disordered materials.")
 datasets_app = typer.Typer(no_args_is_help=True, help="List, inspect, build and export datasets.")
 app.add_typer(datasets_app, name="datasets")
 
 console = Console()
-err_console = Console(stderr=True)
-
-
-class CLIError(Exception):
-    """An expected, user-facing failure."""
-
-
-def fail(message: str) -> None:
-    err_console.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
-
-
-def friendly(fn):
-    """Turn expected exceptions into a one-line message and exit code 2."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except typer.Exit:
-            raise
-        except KeyboardInterrupt:
-            err_console.print("interrupted")
-            raise typer.Exit(130) from None
-        except (CLIError, ValueError, FileNotFoundError, RuntimeError, OSError) as exc:
-            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            fail(msg)
-
-    return wrapper
 
 
 def _progress(total: int, description: str):

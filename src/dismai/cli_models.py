@@ -9,45 +9,19 @@ with 130 / 143; ``--resume`` continues exactly where it stopped.
 
 from __future__ import annotations
 
-import functools
 import time
 from pathlib import Path
 
 import typer
 from rich.console import Console
 
+from dismai.cli_errors import friendly as _friendly
+
 __all__ = ["register", "run_train", "run_sample", "run_bench", "load_training_data"]
 
 console = Console()
-err_console = Console(stderr=True)
 
 BASELINES = ("random", "shuffled-lattice")
-
-
-def _friendly(fn):
-    """Expected errors -> one line on stderr, exit 2; interruption -> exit 128 + signal."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        from dismai.models.training import TrainingInterrupted
-
-        try:
-            return fn(*args, **kwargs)
-        except typer.Exit:
-            raise
-        except TrainingInterrupted as exc:
-            err_console.print(f"interrupted: {exc}; continue with the same command and --resume",
-                              markup=False, highlight=False, soft_wrap=True)
-            raise typer.Exit(128 + exc.signum) from None
-        except KeyboardInterrupt:
-            err_console.print("interrupted")
-            raise typer.Exit(130) from None
-        except (ValueError, OSError, NotImplementedError) as exc:
-            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            err_console.print(f"error: {msg}", markup=False, highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-
-    return wrapper
 
 
 # ---------------------------------------------------------------------------- library layer
