@@ -1,0 +1,146 @@
+"""Interface evaluation outputs: per-structure CSV, plots, text table (spec §7.2, §7.5).
+
+Plots use matplotlib's Agg canvas and every file is written atomically (dismai.fileio),
+like the a-Si report: interface-energy histograms of generated vs training structures
+(-0.5...0.5 J/m^2, 0.05 bins, percentages of in-range values, §7.2) and the most-likely
+coordination motifs of Sc and Li split by their number of O neighbours (paper Fig. 9).
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+from dismai.fileio import write_json, write_text
+from dismai.metrics.asi.report import _GEN, _TRAIN, _csv_field, _figure, _fmt, _num, _save_png
+from dismai.metrics.interface.evaluate import (
+    GAMMA_BIN_EDGES,
+    METRIC_NAMES,
+    InterfaceEvaluation,
+    gamma_histogram,
+)
+from dismai.metrics.interface.motifs import CATIONS
+
+__all__ = ["per_structure_csv", "plot_gamma_histogram", "plot_motif_breakdown",
+           "format_table", "write_outputs"]
+
+_TITLES = {
+    "d_Li": "d_Li (Li fingerprint, Euclidean)", "cos_Li": "cos_Li (Li fingerprint, cosine)",
+    "d_Co": "d_Co (Co fingerprint, Euclidean)", "cos_Co": "cos_Co (Co fingerprint, cosine)",
+    "d_Sc": "d_Sc (Sc fingerprint, Euclidean)", "cos_Sc": "cos_Sc (Sc fingerprint, cosine)",
+    "d_all": "d_all (all cations, Euclidean)", "cos_all": "cos_all (all cations, cosine)",
+    "pct_failed": "% failed structures", "mean_relax_steps": "mean relaxation steps",
+}
+
+
+def per_structure_csv(ev: InterfaceEvaluation, reference: dict) -> str:
+    """CSV: index, energy, γ, per-species Euclidean distance of the structure's mean
+    fingerprint to the train mean, mean CN and mean O count per species, fallback sites."""
+    f = ev.features
+    header = ["structure_index", "energy_eV_per_atom", "interface_energy_J_m2"]
+    header += [f"d_{s}_to_train" for s in CATIONS]
+    header += [f"mean_CN_{s}" for s in CATIONS] + [f"mean_nO_{s}" for s in CATIONS]
+    header += ["n_fallback_sites"]
+    train = {s: np.asarray(reference["train_mean_fingerprint"][s]) for s in CATIONS}
+    out = io.StringIO()
+    out.write(",".join(_csv_field(h) for h in header) + "\n")
+    e = None if ev.energy is None else ev.energy["energy_per_atom"]
+    g = None if ev.energy is None else ev.energy["gamma"]
+    for i in range(len(f)):
+        row = [str(i), _num(None if e is None else e[i]), _num(None if g is None else g[i])]
+        row += [_num(np.linalg.norm(f.mean_fp[s][i] - train[s])) for s in CATIONS]
+        row += [_num(f.cn[s][i].mean()) for s in CATIONS]
+        row += [_num(f.n_o[s][i].mean()) for s in CATIONS]
+        row.append(str(int(f.n_fallback[i])))
+        out.write(",".join(row) + "\n")
+    return out.getvalue()
+
+
+def plot_gamma_histogram(train_gamma, gen_gamma, path) -> None:
+    """Interface-energy distributions, % per 0.05 J/m^2 bin on -0.5...0.5 (§7.2)."""
+    fig = _figure(7, 4.2)
+    ax = fig.add_subplot()
+    centres = (GAMMA_BIN_EDGES[1:] + GAMMA_BIN_EDGES[:-1]) / 2
+    w = GAMMA_BIN_EDGES[1] - GAMMA_BIN_EDGES[0]
+    for data, colour, name in ((train_gamma, _TRAIN, "train"), (gen_gamma, _GEN, "generated")):
+        if data is None:
+            continue
+        pct, n_in = gamma_histogram(np.asarray(data, dtype=np.float64))
+        n_all = int(np.isfinite(np.asarray(data, dtype=float)).sum())
+        ax.bar(centres, pct, w * 0.95, color=colour, alpha=0.55,
+               label=f"{name} ({n_in}/{n_all} in range)")
+    ax.set_xlabel("normalised interface energy γ (J/m²)")
+    ax.set_ylabel("% of structures")
+    ax.set_title("Interface energy (eq. 6)")
+    ax.legend(loc="best", fontsize=8)
+    _save_png(fig, path)
+
+
+def plot_motif_breakdown(ev: InterfaceEvaluation, species: str, path) -> None:
+    """Most-likely motifs of one cation split by O neighbours, train vs generated with
+    pivotal error bars (paper Fig. 9 for Sc)."""
+    m = ev.motifs[species]
+    rows = m["rows"]
+    fig = _figure(7, max(3.0, 0.32 * len(rows) + 1.5))
+    ax = fig.add_subplot()
+    y = np.arange(len(rows))
+    if rows:
+        gen = np.asarray(m["gen_pct"], dtype=np.float64)
+        lo = np.asarray(m["lower_error"], dtype=np.float64)
+        hi = np.asarray(m["upper_error"], dtype=np.float64)
+        ax.barh(y - 0.2, m["train_pct"], 0.4, color=_TRAIN, label="train")
+        ax.barh(y + 0.2, gen, 0.4, color=_GEN, label="generated")
+        ax.hlines(y + 0.2, gen - lo, gen + hi, color="k", lw=1)
+        ax.set_yticks(y)
+        ax.set_yticklabels(rows, fontsize=7)
+        ax.invert_yaxis()
+    ax.set_xlabel(f"% of {species} atoms")
+    ax.set_title(f"Most likely {species} coordination motifs (number of O neighbours)")
+    ax.legend(loc="best", fontsize=8)
+    _save_png(fig, path)
+
+
+def format_table(metrics: dict, noise_floor: dict | None = None) -> str:
+    """Plain-text table: metric, value, pivotal errors, and the val-vs-train noise floor."""
+    noise_floor = noise_floor or {}
+    rows = [("metric", "value", "lower err", "upper err", "noise floor (val)")]
+    names = [n for n in METRIC_NAMES if n in metrics] + [n for n in metrics
+                                                         if n not in METRIC_NAMES]
+    for name in names:
+        m = metrics[name]
+        nf = noise_floor.get(name)
+        rows.append((_TITLES.get(name, name), _fmt(m.get("value")), _fmt(m.get("lower_error")),
+                     _fmt(m.get("upper_error")), _fmt(nf.get("value")) if nf else "-"))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines = []
+    for k, r in enumerate(rows):
+        lines.append("  ".join(c.ljust(widths[i]) if i == 0 else c.rjust(widths[i])
+                               for i, c in enumerate(r)))
+        if k == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(ev: InterfaceEvaluation, reference: dict, out_dir) -> dict[str, Path]:
+    """Write plots, per-structure CSV, metrics JSON and the table into out_dir."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"csv": out / "per_structure.csv", "table": out / "metrics_table.txt",
+             "json": out / "metrics.json", "motifs_Sc": out / "most_likely_motifs_Sc.png",
+             "motifs_Li": out / "most_likely_motifs_Li.png"}
+    write_text(paths["csv"], per_structure_csv(ev, reference))
+    write_text(paths["table"], format_table(ev.metrics, reference.get("noise_floor")))
+    write_json(paths["json"], {"metrics": ev.metrics, "n_final": ev.n_final,
+                               "n_generated": ev.n_generated, "motifs": ev.motifs,
+                               "extra": ev.extra,
+                               "pct_low_energy": None if ev.energy is None
+                               else ev.energy["pct_low_energy"]})
+    plot_motif_breakdown(ev, "Sc", paths["motifs_Sc"])
+    plot_motif_breakdown(ev, "Li", paths["motifs_Li"])
+    if ev.energy is not None or reference.get("train_gamma") is not None:
+        paths["energy"] = out / "interface_energy_histogram.png"
+        plot_gamma_histogram(reference.get("train_gamma"),
+                             None if ev.energy is None else ev.energy["gamma"], paths["energy"])
+    return paths
