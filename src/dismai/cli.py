@@ -8,6 +8,7 @@ go through `dismai.fileio`.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -138,7 +139,7 @@ def evaluate(
     if ds.spec.family == "alloy":
         from dismai.metrics.alloy.report import format_table
 
-        options = {"lattice_match": lattice_match}
+        options = {"lattice_match": lattice_match, "workers": workers or os.cpu_count() or 1}
     else:
         from dismai.metrics.asi.report import format_table
 
