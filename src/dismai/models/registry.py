@@ -17,6 +17,7 @@ class UnknownModelError(ModelError):
 #: name -> "module:Class".  A new model adds one line here.
 _BUILTIN: dict[str, str] = {
     "cryingan": "dismai.models.cryingan:CryinGAN",
+    "diffcsp": "dismai.models.diffcsp:DiffCSP",
     "random": "dismai.models.baselines:RandomBaseline",
     "shuffled-lattice": "dismai.models.baselines:ShuffledLatticeBaseline",
 }

@@ -1,0 +1,342 @@
+"""DiffCSP: wrapped-normal score, sigma tables, denoiser symmetries, sampler, training state."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import numpy as np
+import pytest
+import torch
+
+from dismai.models import ConfigError, GenerativeModel, create_model, resolve_config
+from dismai.models.diffcsp import (
+    CSPNet,
+    DiffCSP,
+    DiffCSPConfig,
+    reference_forward,
+    sigma_norm_table,
+    sigma_schedule,
+    wrapped_normal_score,
+)
+from dismai.models.training import TrainingInterrupted
+from dismai.structures import StructureSet
+
+TINY = {"batch_size": 4, "hidden_dim": 8, "num_layers": 2, "num_freqs": 4, "time_dim": 8,
+        "timesteps": 10, "device": "cpu", "n_sample_dump": 2, "checkpoint_minutes": 0.0,
+        "val_every": 1, "sample_batch_size": 3, "seed": 3}
+
+
+def small_set(m: int = 14, seed: int = 0) -> StructureSet:
+    """m structures of 12 atoms (3 Fe, 5 Ni, 4 Cr) in a triclinic cell."""
+    rng = np.random.default_rng(seed)
+    lat = np.array([[5.0, 0.0, 0.0], [1.2, 6.0, 0.0], [0.3, -0.4, 7.0]])
+    species = ["Fe"] * 3 + ["Ni"] * 5 + ["Cr"] * 4
+    return StructureSet(lat, species, rng.random((m, 12, 3)))
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return small_set()
+
+
+def tiny_net(n_atoms=12, dtype=torch.float32, seed=0) -> CSPNet:
+    torch.manual_seed(seed)
+    s = small_set(1)
+    z = [26] * 3 + [28] * 5 + [24] * 4
+    net = CSPNet(z[:n_atoms], s.lattice, 28, hidden=16, num_layers=2, num_freqs=6,
+                 time_dim=8, timesteps=50)
+    return net.to(dtype)
+
+
+# ---------------------------------------------------------------------------- wrapped normal
+def _log_p_wn(x, sigma):
+    n = np.arange(-10, 11)
+    y = np.asarray(x)[..., None] + n
+    return np.log(np.exp(-y * y / (2 * sigma ** 2)).sum(-1))
+
+
+@pytest.mark.parametrize("sigma", [0.02, 0.1, 0.3, 0.5])
+def test_wrapped_normal_score_is_minus_dlogp(sigma):
+    x = np.linspace(-0.49, 0.49, 57) + 3.0  # any period: s is periodic
+    h = 1e-6
+    num = -(_log_p_wn(x + h, sigma) - _log_p_wn(x - h, sigma)) / (2 * h)
+    s_np = wrapped_normal_score(x, sigma)
+    s_t = wrapped_normal_score(torch.tensor(x, dtype=torch.float64), sigma).numpy()
+    scale = np.abs(num).max()
+    assert np.allclose(s_np, num, atol=1e-6 * scale) and np.allclose(s_t, s_np, atol=1e-9)
+    # huge |x| / sigma: softmax weights, never 0/0
+    assert np.isfinite(wrapped_normal_score(np.array([0.49, 7.3]), 0.005)).all()
+
+
+def test_sigma_tables_values_and_bit_reproducibility():
+    sig = sigma_schedule(0.005, 0.1, 1000)
+    assert sig[0] == 0 and sig[1] == pytest.approx(0.005) and sig[-1] == pytest.approx(0.1)
+    assert np.allclose(np.diff(np.log(sig[1:])), np.log(20) / 999)
+    a, b = sigma_norm_table(sig), sigma_norm_table(sig.copy())
+    assert a.tobytes() == b.tobytes() and a[0] == 1.0
+    # values computed in spec graph-models.md §1.3
+    lam = sigma_norm_table(np.array([0.005, 0.01, 0.05, 0.1, 0.2, 0.5]))
+    assert np.allclose(lam, [40000, 10000, 400.0, 99.996, 19.08, 0.004084], rtol=5e-4)
+    # the normalised target has unit second moment (Monte Carlo, seeded)
+    rng = np.random.default_rng(0)
+    for s, lm in zip([0.05, 0.2, 0.5], lam[[2, 4, 5]], strict=True):
+        x = s * rng.standard_normal(200_000)
+        assert np.mean(wrapped_normal_score(x, s) ** 2) / lm == pytest.approx(1.0, abs=0.02)
+
+
+def test_sigma_tables_are_saved_and_loaded_with_the_model(toy, tmp_path):
+    m = create_model("diffcsp", {**TINY, "epochs": 1})
+    m.fit(toy[:8], toy[8:])
+    sig, norm = sigma_schedule(0.005, 0.1, 10), sigma_norm_table(sigma_schedule(0.005, 0.1, 10))
+    assert torch.equal(m.schedule.sigmas_norm, torch.tensor(norm))
+    assert "schedule.sigmas_norm" in m.state_dict() and "schedule.sigmas" in m.state_dict()
+    m.schedule.sigmas_norm[5] = 123.0  # a loaded model reuses the stored table
+    m.save(tmp_path / "m.pt")
+    data = torch.load(tmp_path / "m.pt", weights_only=True)
+    assert data["state"]["schedule.sigmas_norm"][5] == 123.0
+    loaded = GenerativeModel.load(tmp_path / "m.pt", device="cpu")
+    assert torch.equal(loaded.schedule.sigmas_norm, m.schedule.sigmas_norm)
+    assert torch.equal(loaded.schedule.sigmas, torch.tensor(sig))
+    assert np.array_equal(loaded.sample(3, seed=2).frac, m.sample(3, seed=2).frac)
+
+
+# ---------------------------------------------------------------------------- denoiser
+def test_efficient_equals_reference_values_and_gradients():
+    x = torch.rand(3, 12, 3, dtype=torch.float64)
+    t = torch.tensor([1, 25, 50])
+    net = tiny_net(dtype=torch.float64)
+    out = net(x, t)
+    ref = reference_forward(net, x, t, exact_phases=True)
+    assert (out - ref).abs().max() < 1e-10
+    g_eff = torch.autograd.grad(out.square().sum(), list(net.parameters()))
+    g_ref = torch.autograd.grad(ref.square().sum(), list(net.parameters()))
+    for a, b in zip(g_eff, g_ref, strict=True):
+        assert torch.allclose(a, b, rtol=1e-9, atol=1e-10)
+    net32 = tiny_net(dtype=torch.float32)
+    x32 = x.float()
+    assert (net32(x32, t) - reference_forward(net32, x32, t, exact_phases=True)).abs().max() \
+        < 1e-5
+    # the as-coded fp32 phases differ a little (spec §1.8), but not more than that
+    assert (net32(x32, t) - reference_forward(net32, x32, t)).abs().max() < 1e-3
+
+
+def test_chunked_pair_loop_equals_one_chunk(monkeypatch):
+    """Large sampling batches run the block pairs in chunks (features rebuilt per chunk)."""
+    import dismai.models.diffcsp as dc
+
+    net = tiny_net(dtype=torch.float64)
+    x, t = torch.rand(2, 12, 3, dtype=torch.float64), torch.tensor([4, 44])
+    with torch.no_grad():
+        whole = net(x, t)
+    monkeypatch.setattr(dc, "CHUNK_ROWS", 8)  # one 2x2 block pair per chunk
+    with torch.no_grad():
+        assert (net(x, t) - whole).abs().max() < 1e-12
+    out = net(x, t)  # autograd on: cached features, chunked pair loop
+    ref = reference_forward(net, x, t, exact_phases=True)
+    assert (out - whole).abs().max() < 1e-12
+    g_eff = torch.autograd.grad(out.sum(), list(net.parameters()))
+    g_ref = torch.autograd.grad(ref.sum(), list(net.parameters()))
+    assert all(torch.allclose(a, b, rtol=1e-9, atol=1e-10)
+               for a, b in zip(g_eff, g_ref, strict=True))
+
+
+@pytest.mark.parametrize("n_atoms", [12, 7])  # 12: 6 blocks of 2; 7 (prime): one block
+def test_periodic_translation_invariance(n_atoms):
+    net = tiny_net(n_atoms)
+    x = torch.rand(2, n_atoms, 3)
+    t = torch.tensor([3, 40])
+    shift = torch.tensor([0.37, -0.81, 2.26])
+    with torch.no_grad():
+        a = net(x, t)
+        b = net(x + shift, t)
+        c = net(torch.remainder(x + shift, 1.0), t)
+    assert (a - b).abs().max() < 1e-5 and (a - c).abs().max() < 1e-5
+
+
+def test_permutation_equivariance_within_species_blocks():
+    net = tiny_net()
+    x = torch.rand(2, 12, 3)
+    t = torch.tensor([7, 33])
+    perm = torch.cat([torch.tensor([2, 0, 1]), 3 + torch.randperm(5), 8 + torch.randperm(4)])
+    with torch.no_grad():
+        a, b = net(x, t), net(x[:, perm], t)
+    assert (a[:, perm] - b).abs().max() < 1e-5
+    assert (a[0] - net(x[:1], t[:1])[0]).abs().max() < 1e-5  # batch members independent
+
+
+def test_parameter_count_matches_the_spec():
+    """spec graph-models.md §1.10: 2,516,736 for the alloys, minus the 2,304 of the unused
+    lattice head, which is not built."""
+    net = CSPNet([26] * 4, np.eye(3) * 14.4, 28, hidden=256, num_layers=4, num_freqs=128)
+    assert sum(p.numel() for p in net.parameters()) == 2_516_736 - 2_304
+    assert sum(p.numel() for p in net.layers[0].parameters()) == 593_664
+
+
+# ---------------------------------------------------------------------------- configs
+def test_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown key 'hiden_dim' \(did you mean 'hidden_dim'"):
+        create_model("diffcsp", {"hiden_dim": 64})
+    with pytest.raises(ConfigError, match="lattice diffusion is not implemented"):
+        create_model("diffcsp", {"cost_lattice": 1.0})
+    with pytest.raises(ConfigError, match="teacher forcing .* not implemented"):
+        create_model("diffcsp", {"teacher_forcing_lattice": True})
+    with pytest.raises(ConfigError, match="denoiser must be one of"):
+        create_model("diffcsp", {"denoiser": "fast"})
+    with pytest.raises(ConfigError, match="sigma_begin"):
+        create_model("diffcsp", {"sigma_begin": 0.2, "sigma_end": 0.1})
+    f = tmp_path / "c.yaml"
+    f.write_text("num_layers: 2\nsigma_max: 0.5\n")
+    with pytest.raises(ConfigError, match="c.yaml: unknown key 'sigma_max'"):
+        resolve_config("diffcsp", DiffCSPConfig, preset="quick", config_file=f)
+
+
+def test_presets():
+    paper = resolve_config("diffcsp", DiffCSPConfig, preset="paper", family="alloy")
+    assert (paper.batch_size, paper.epochs, paper.hidden_dim, paper.num_layers) == (4, 1000,
+                                                                                  256, 4)
+    assert (paper.sigma_begin, paper.sigma_end, paper.step_lr, paper.timesteps) == (
+        0.005, 0.1, 1e-5, 1000)
+    assert resolve_config("diffcsp", DiffCSPConfig, preset="paper", family="a-si").sigma_end \
+        == 0.05
+    quick = resolve_config("diffcsp", DiffCSPConfig, preset="quick", family="alloy")
+    assert quick.hidden_dim < 64 and quick.epochs <= 5
+
+
+def test_bf16_is_cuda_only(toy):
+    m = DiffCSP({**TINY, "bf16": True})
+    with pytest.warns(UserWarning, match="CUDA-only"):
+        m._build(toy)
+    assert not m._amp
+
+
+# ---------------------------------------------------------------------------- sampler
+def test_sampler_with_exact_score_follows_the_noised_marginals(toy):
+    """One training structure and the exact normalised score of its noised marginal: the
+    predictor-corrector loop (signs, schedule, lambda) must reach level t = 1 with a spread
+    of about sigma_1 = sigma_begin, and the last predictor step (Tweedie) lands on the data."""
+    m = DiffCSP({**TINY, "timesteps": 1000, "sample_batch_size": 8})
+    m._build(toy)
+    x0 = torch.as_tensor(toy.frac[0], dtype=torch.float64)
+    at_level_1 = []
+
+    def oracle(x, t):
+        if int(t[0]) == 1 and not at_level_1:
+            at_level_1.append(x.clone())
+        sig = m.schedule.sigmas[t][:, None, None]
+        lam = m.schedule.sigmas_norm[t][:, None, None]
+        return (wrapped_normal_score(x - x0, sig) / lam.sqrt()).float()
+
+    m.denoise = oracle
+    out = m.sample(8, seed=0).frac
+    dev1 = ((at_level_1[0] - x0 + 0.5) % 1.0 - 0.5).numpy()
+    assert 0.7 * 0.005 < dev1.std() < 1.4 * 0.005 and np.abs(dev1).max() < 0.05
+    dev = (out - toy.frac[0] + 0.5) % 1.0 - 0.5
+    assert np.abs(dev).max() < 1e-5
+
+
+def test_sample_determinism(toy):
+    m = create_model("diffcsp", {**TINY, "epochs": 1})
+    m.fit(toy[:8])
+    a, b, c = m.sample(5, seed=11), m.sample(5, seed=11), m.sample(5, seed=12)
+    assert np.array_equal(a.frac, b.frac) and not np.array_equal(a.frac, c.frac)
+    assert a.species == toy.species and (a.frac >= 0).all() and (a.frac < 1).all()
+    ref = DiffCSP({**TINY, "epochs": 1, "denoiser": "reference"})
+    ref._build(toy)
+    ref.load_state_dict(m.state_dict())
+    diff = (ref.sample(5, seed=11).frac - a.frac + 0.5) % 1.0 - 0.5
+    assert np.abs(diff).max() < 1e-4
+
+
+# ---------------------------------------------------------------------------- training
+def _all_state(m: DiffCSP):
+    out = dict(m.state_dict())
+    for i, st in m.optimizers["adam"].state_dict()["state"].items():
+        for k, v in st.items():
+            out[f"opt.{i}.{k}"] = v
+    return out
+
+
+def _train(data, run, on_step=None, resume=False, **extra):
+    cfg = {**TINY, "epochs": 4, "checkpoint_every": 2, "plateau_patience": 1,
+           "plateau_factor": 0.5, "min_lr": 1e-5, **extra}
+    m = create_model("diffcsp", cfg)
+    m.fit(data[:10], data[10:], run_dir=run, resume=resume, on_step=on_step)
+    return m
+
+
+def test_resume_after_sigint_equals_uninterrupted(toy, tmp_path):
+    """4 epochs x 3 batches, validation and a plateau step every epoch; SIGINT mid-epoch."""
+    ref = _train(toy, tmp_path / "ref")
+    log = (tmp_path / "ref" / "losses.csv").read_text().splitlines()
+    assert log[0] == "epoch,coord_loss,val_coord_loss,lr" and len(log) == 5
+    assert all(np.isfinite([float(v) for v in row.split(",")]).all() for row in log[1:])
+
+    def interrupt(step):
+        if step == 5:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(TrainingInterrupted, match="SIGINT at step 5"):
+        _train(toy, tmp_path / "run", on_step=interrupt)
+    got = _train(toy, tmp_path / "run", resume=True)
+    a, b = _all_state(ref), _all_state(got)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert got.optimizers["plateau"].state_dict() == ref.optimizers["plateau"].state_dict()
+    assert (tmp_path / "run" / "losses.csv").read_text().splitlines() == log
+    assert np.array_equal(ref.sample(2, seed=1).frac, got.sample(2, seed=1).frac)
+
+
+def test_plateau_scheduler_follows_the_validation_loss(toy, monkeypatch):
+    """Constant validation loss -> one reduction after `patience` bad epochs (spec §1.4)."""
+    monkeypatch.setattr(DiffCSP, "validation_loss", lambda self, epoch: 1.0)
+    m = _train(toy, None, epochs=5, plateau_patience=2, plateau_factor=0.5, val_every=2,
+               lr=1e-3, min_lr=4e-4)
+    # validation at the end of epochs 1 and 3; plateau steps at epochs 1..4 with the stale
+    # value: best at epoch 1, bad epochs 2, 3, 4 -> 1e-3 * 0.5 after epoch 4, min_lr 4e-4
+    assert m.optimizers["adam"].param_groups[0]["lr"] == pytest.approx(5e-4)
+
+
+def test_nan_loss_skips_the_step(toy, monkeypatch):
+    m = create_model("diffcsp", {**TINY, "epochs": 1})
+    m.fit(toy[:4])
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    monkeypatch.setattr(DiffCSP, "loss", lambda self, x0, gen: torch.tensor(float("nan")))
+    m.set_train_mode(True)
+    stats = m.train_step(np.arange(4), 0)
+    assert "coord_loss" not in stats
+    assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
+
+
+# ---------------------------------------------------------------------------- bench
+def _shipped(name):
+    from dismai.datasets.registry import is_shipped
+
+    return is_shipped(name)
+
+
+@pytest.mark.skipif(not _shipped("alloy-1500K-narrow"), reason="alloy-1500K-narrow not built")
+def test_bench_diffcsp_end_to_end(tmp_path):
+    """CI-sized `dismai bench diffcsp` on the shipped alloy set: translated lattice match."""
+    import typer
+    from typer.testing import CliRunner
+
+    from dismai.cli_models import register
+
+    app = typer.Typer()
+    register(app)
+    cfg = tmp_path / "ci.yaml"
+    cfg.write_text("epochs: 1\nbatch_size: 48\nhidden_dim: 4\nnum_layers: 1\nnum_freqs: 2\n"
+                   "time_dim: 4\ntimesteps: 2\nval_every: 0\nsample_batch_size: 6\n"
+                   "n_sample_dump: 0\n")
+    out = tmp_path / "bench"
+    r = CliRunner().invoke(app, ["bench", "diffcsp", "--dataset", "alloy-1500K-narrow",
+                                 "--preset", "quick", "--config", str(cfg), "--n", "6",
+                                 "--out", str(out), "--quiet"])
+    assert r.exit_code == 0, r.output
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["n_generated"] == 6 and m["lattice_match"] == "translated"
+    assert "d_cluster" in m["metrics"] and "shuffled-lattice" in r.output
+    report = (out / "report.md").read_text()
+    assert report.startswith("# dismai bench: diffcsp") and "lattice_match=translated" in report
+    assert (out / "run" / "model.pt").exists() and (out / "run" / "losses.csv").exists()
