@@ -340,3 +340,30 @@ def test_bench_diffcsp_end_to_end(tmp_path):
     report = (out / "report.md").read_text()
     assert report.startswith("# dismai bench: diffcsp") and "lattice_match=translated" in report
     assert (out / "run" / "model.pt").exists() and (out / "run" / "losses.csv").exists()
+
+
+class _Subset:
+    """A shipped dataset with fewer training structures (CI time); evaluation data unchanged."""
+
+    def __init__(self, ds, m: int):
+        self._ds, self.train, self.val = ds, ds.train[:m], ds.val[:m // 4]
+
+    def __getattr__(self, name):
+        return getattr(self._ds, name)
+
+
+@pytest.mark.skipif(not _shipped("a-si"), reason="a-si not built")
+def test_bench_diffcsp_asi_tiny(tmp_path):
+    """`dismai bench diffcsp` plumbing on a-Si: 2 samples, relaxed with LAMMPS (sw-vink)."""
+    import dismai.cli_models as cm
+    from dismai.datasets import load
+
+    cfg = tmp_path / "ci.yaml"
+    cfg.write_text("epochs: 1\nbatch_size: 16\nhidden_dim: 4\nnum_layers: 1\nnum_freqs: 2\n"
+                   "time_dim: 4\ntimesteps: 2\nval_every: 1\nn_sample_dump: 0\n")
+    res = cm.run_bench("diffcsp", _Subset(load("a-si"), 32), preset="quick", config_file=cfg,
+                       n=2, out=tmp_path / "bench", progress=False)
+    m = json.loads((tmp_path / "bench" / "metrics.json").read_text())
+    assert m["dataset"] == "a-si" and m["n_generated"] == 2 and m["relaxed"]
+    assert {"d_motif", "d_rdf", "d_angle"} <= set(m["metrics"]) and "random" in res["baselines"]
+    assert DiffCSP.eval_options.get("a-si") is None  # a-Si: the dataset's default pipeline
