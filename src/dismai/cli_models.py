@@ -259,6 +259,14 @@ def register(app: typer.Typer) -> None:
         structures, source = run_sample(run_dir, n, seed, output, device)
         note = " (training unfinished: newest checkpoint)" if source.name == "checkpoint.pt" else ""
         console.print(f"wrote {len(structures)} structures to {output} from {source}{note}")
+        if "generated_lattice" in structures.properties:  # DiffCSP with lattice diffusion
+            import numpy as np
+
+            dev = np.abs(structures.properties["generated_lattice"].reshape(-1, 3, 3)
+                         - structures.lattice).max(axis=(1, 2))
+            console.print(f"generated lattices (property generated_lattice) differ from the "
+                          f"dataset cell by max |dL| {np.median(dev):.3g} Å (median), "
+                          f"{dev.max():.3g} Å (worst); coordinates are on the dataset cell")
 
     @app.command("bench")
     @_friendly

@@ -126,7 +126,7 @@ class StructureSet:
         """Copy with fractional coordinates wrapped into [0, 1)."""
         f = self.frac % 1.0
         f[f >= 1.0] = 0.0  # -1e-17 % 1 == 1.0 in floating point
-        return self.with_frac(f)
+        return self.with_frac(f, self.properties)
 
     def with_frac(self, frac: np.ndarray, properties: dict | None = None) -> StructureSet:
         """Same cell and species, new coordinates."""

@@ -164,8 +164,9 @@ class GenerativeModel(abc.ABC):
         """
 
     @abc.abstractmethod
-    def _sample_frac(self, n: int, seed: int) -> np.ndarray:
-        """(n, N, 3) fractional coordinates for the template's species order."""
+    def _sample_frac(self, n: int, seed: int):
+        """(n, N, 3) fractional coordinates for the template's species order, or a tuple
+        (coordinates, {name: per-structure array}) for models that also generate properties."""
 
     def _build(self, template: StructureSet) -> None:
         """Create networks and buffers for a template (called by fit and by load)."""
@@ -190,8 +191,10 @@ class GenerativeModel(abc.ABC):
             raise NotFittedError(f"{self.name}: call fit() or load() before sample()")
         if n < 1:
             raise ModelError(f"number of structures must be >= 1, got {n}")
-        frac = np.asarray(self._sample_frac(int(n), int(seed)), dtype=np.float64)
-        return self.template.with_frac(frac).wrapped()
+        out = self._sample_frac(int(n), int(seed))
+        frac, props = out if isinstance(out, tuple) else (out, {})
+        frac = np.asarray(frac, dtype=np.float64)
+        return self.template.with_frac(frac, props).wrapped()
 
     def save(self, path) -> None:
         """Write config, template and weights atomically to one torch file."""

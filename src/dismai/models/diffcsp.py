@@ -23,6 +23,9 @@ Implementation notes (all exact rewrites of the reference maths, spec §1.9):
   computed for one triangle of atom blocks only and mirrored (44 % fewer FLOPs in that GEMM;
   with the split, 55 % fewer pair FLOPs per forward than the reference, 65 % per training step).
 
+Optional, off by default (spec §1.3-1.5, paper §2.2 / ESI Fig. S6): the original joint lattice
+DDPM (``cost_lattice > 0``) with lattice teacher forcing for the first epochs.
+
 ``reference_forward`` is the straightforward transcription (per-layer per-edge concatenation
 of 2H + 9 + 768 features) used by the tests and ``benchmarks/diffcsp_speed.py``.
 """
@@ -48,7 +51,7 @@ from dismai.models.training import TrainableModel, select_device
 from dismai.structures import StructureSet
 
 __all__ = ["DiffCSP", "DiffCSPConfig", "CSPNet", "reference_forward", "wrapped_normal_score",
-           "sigma_schedule", "sigma_norm_table", "pair_blocks"]
+           "sigma_schedule", "sigma_norm_table", "lattice_schedule", "pair_blocks"]
 
 N_IMAGES = 10  # wrapped-normal images n = -10..10 (spec §1.3, d_log_p_wrapped_normal)
 GRAM_FEATURES = 9  # flattened L L^T on every edge (spec §1.2 item 5)
@@ -83,8 +86,9 @@ class DiffCSPConfig(TrainConfig):
     sample_batch_size: int = 20  # structures per network call when sampling (spec §1.7.8)
     bf16: bool = False  # bf16 autocast on CUDA (published runs: fp32); no effect on CPU
     denoiser: str = "efficient"  # or "reference": the straightforward per-edge concatenation
-    cost_lattice: float = 0.0  # lattice diffusion (> 0): not implemented, see validate()
-    teacher_forcing_lattice: bool = False  # ESI variant: not implemented, see validate()
+    cost_lattice: float = 0.0  # > 0: joint lattice DDPM (original DiffCSP 1; Dismai-Bench 0)
+    teacher_forcing_lattice: bool = False  # ESI variant: true lattice fed for the first epochs
+    teacher_forcing_max_epoch: int = 150  # last forced epoch, 0-based (Dismai yaml; a-Si 500)
 
     RESUMABLE_KEYS: ClassVar[frozenset] = TrainConfig.RESUMABLE_KEYS | {"sample_batch_size"}
 
@@ -93,7 +97,8 @@ class DiffCSPConfig(TrainConfig):
         _positive(self, "hidden_dim", "num_layers", "num_freqs", "time_dim", "timesteps",
                   "sigma_begin", "sigma_end", "lr", "sample_batch_size", "plateau_factor")
         _non_negative(self, "type_table_size", "step_lr", "plateau_patience", "min_lr",
-                      "val_every", "grad_clip_value")
+                      "val_every", "grad_clip_value", "cost_lattice",
+                      "teacher_forcing_max_epoch")
         if self.time_dim % 2:
             raise ConfigError(f"time_dim must be even, got {self.time_dim}")
         if not self.sigma_begin < self.sigma_end:
@@ -101,16 +106,14 @@ class DiffCSPConfig(TrainConfig):
                               f"({self.sigma_end})")
         if self.denoiser not in DENOISERS:
             raise ConfigError(f"denoiser must be one of {DENOISERS}, got {self.denoiser!r}")
-        if self.cost_lattice != 0:
+        if self.teacher_forcing_lattice and self.cost_lattice == 0:
             raise ConfigError(
-                f"cost_lattice = {self.cost_lattice}: lattice diffusion is not implemented in "
-                "dismai (models generate on the dataset's fixed cell; the benchmarked DiffCSP "
-                "used cost_lattice 0, paper §4.2.2)")
-        if self.teacher_forcing_lattice:
-            raise ConfigError(
-                "teacher_forcing_lattice: lattice teacher forcing (ESI variant) is not "
-                "implemented; it only matters with lattice diffusion, which is not implemented "
-                "either (the benchmarked DiffCSP feeds and keeps the true lattice)")
+                "teacher_forcing_lattice needs lattice diffusion (cost_lattice > 0); with "
+                "cost_lattice 0 the true lattice is always fed, so forcing would change nothing")
+
+    @property
+    def lattice_diffusion(self) -> bool:
+        return self.cost_lattice > 0
 
 
 # ---------------------------------------------------------------------------- noise schedule
@@ -186,6 +189,24 @@ class NoiseSchedule(nn.Module):
         sig, norm = _tables(float(sigma_begin), float(sigma_end), int(timesteps))
         self.register_buffer("sigmas", torch.tensor(sig, dtype=torch.float64))
         self.register_buffer("sigmas_norm", torch.tensor(norm, dtype=torch.float64))
+
+
+def lattice_schedule(timesteps: int, s: float = 0.008) -> dict[str, np.ndarray]:
+    """Cosine DDPM tables for the optional lattice diffusion (spec §1.3), float64, index 0..T.
+
+    abar(x) = cos^2(((x/T) + s)/(1 + s) pi/2) / abar(0); beta_t = clip(1 - abar_t/abar_{t-1},
+    1e-4, 0.9999) with beta_0 = 0; alpha = 1 - beta; alpha_bar = cumprod(alpha); posterior
+    std sigma_t = sqrt(beta_t (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t)), sigma_0 = 0.
+    """
+    x = np.linspace(0.0, timesteps, timesteps + 1)
+    f = np.cos(((x / timesteps) + s) / (1 + s) * math.pi * 0.5) ** 2
+    f = f / f[0]
+    betas = np.concatenate([[0.0], np.clip(1 - f[1:] / f[:-1], 1e-4, 0.9999)])
+    alphas = 1.0 - betas
+    abar = np.cumprod(alphas)
+    sig = np.zeros_like(betas)
+    sig[1:] = np.sqrt(betas[1:] * (1 - abar[:-1]) / (1 - abar[1:]))
+    return {"betas": betas, "alphas": alphas, "alphas_cumprod": abar, "sigmas": sig}
 
 
 # ---------------------------------------------------------------------------- denoiser
@@ -330,12 +351,19 @@ class CSPLayer(nn.Module):
         return self._node_update(h, hn, pairs.mean_messages(wd, a, b, edge_mlp))
 
 
+def lattice_gram(lattice: torch.Tensor) -> torch.Tensor:
+    """(B, 3, 3) lattices (rows = vectors) -> (B, 1, 9) flattened L L^T, per crystal."""
+    return (lattice @ lattice.transpose(1, 2)).reshape(-1, 1, GRAM_FEATURES)
+
+
 class CSPNet(nn.Module):
-    """CSPNet for one template: species and Gram matrix are fixed buffers (spec §1.2)."""
+    """CSPNet for one template: species and the template's Gram matrix are fixed buffers
+    (spec §1.2).  With ``lattice_head`` (lattice diffusion only) a per-crystal lattice can be
+    fed instead, and the head predicts its DDPM noise eps_L = M(mean_i h_i) L (§1.2 item 9)."""
 
     def __init__(self, atomic_numbers, lattice, n_types: int, hidden: int = 256,
                  num_layers: int = 4, num_freqs: int = 128, time_dim: int = 256,
-                 timesteps: int = 1000):
+                 timesteps: int = 1000, lattice_head: bool = False):
         super().__init__()
         self.num_freqs = num_freqs
         self.type_emb = nn.Embedding(n_types, hidden)
@@ -343,7 +371,9 @@ class CSPNet(nn.Module):
         self.layers = nn.ModuleList(CSPLayer(hidden, 6 * num_freqs) for _ in range(num_layers))
         self.final_ln = nn.LayerNorm(hidden)
         self.coord_out = nn.Linear(hidden, 3, bias=False)
-        # lattice head of the reference omitted: its output is discarded with cost_lattice 0
+        # the reference builds the lattice head always and discards it with cost_lattice 0;
+        # here it exists only when the lattice is diffused
+        self.lattice_out = nn.Linear(hidden, 9, bias=False) if lattice_head else None
         z = torch.as_tensor(np.asarray(atomic_numbers), dtype=torch.long)
         lat = torch.as_tensor(np.asarray(lattice), dtype=torch.float64)
         self.register_buffer("types", z - 1, persistent=False)  # index Z - 1 (spec §0)
@@ -359,29 +389,51 @@ class CSPNet(nn.Module):
         x = torch.cat([e.expand(batch, n, -1), te[:, None].expand(batch, n, -1)], dim=-1)
         return self.atom_latent_emb(x)
 
-    def forward(self, frac: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """(B, N, 3) fractional coordinates, (B,) integer t -> (B, N, 3) normalised score."""
+    def _gram(self, lattice, dtype):
+        return self.gram if lattice is None else lattice_gram(lattice).to(dtype)
+
+    def forward(self, frac: torch.Tensor, t: torch.Tensor,
+                lattice: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, N, 3) fractional coordinates, (B,) integer t -> (B, N, 3) normalised score.
+
+        lattice: optional (B, 3, 3) per-crystal lattices (default: the template's).
+        """
+        return self.forward_joint(frac, t, lattice)[0]
+
+    def forward_joint(self, frac, t, lattice=None):
+        """(coordinate score, lattice noise or None); the second needs ``lattice_head``."""
         h = self.embed(t, frac.shape[0])
         pairs = _PairTrig(frac, self.num_freqs, self.n_blocks, h.dtype)
+        gram = self._gram(lattice, h.dtype)
         for layer in self.layers:
-            h = layer(h, pairs, self.gram)
-        return self.coord_out(self.final_ln(h))
+            h = layer(h, pairs, gram)
+        return self.heads(self.final_ln(h), lattice)
+
+    def heads(self, h: torch.Tensor, lattice):
+        coords = self.coord_out(h)
+        if self.lattice_out is None or lattice is None:
+            return coords, None
+        m = self.lattice_out(h.mean(dim=1)).reshape(-1, 3, 3)
+        return coords, m @ lattice.to(m.dtype)
 
 
 def reference_forward(net: CSPNet, frac: torch.Tensor, t: torch.Tensor,
-                      exact_phases: bool = False) -> torch.Tensor:
+                      exact_phases: bool = False, lattice: torch.Tensor | None = None,
+                      joint: bool = False):
     """The straightforward CSPNet: per layer, per edge [h_i, h_j, G, emb((x_j - x_i) mod 1)].
 
     Same parameters as ``net``.  exact_phases=False computes the phases 2 pi m d in the
     network dtype as the reference code does (fp32: errors up to ~1e-4 rad at m = 127);
     True computes them in float64, so a comparison isolates the algebraic rewrite.
+    joint=True returns (score, lattice noise) as ``CSPNet.forward_joint``.
     """
     bsz, n, _ = frac.shape
     h = net.embed(t, bsz)
     dtype = h.dtype
     x = frac.double() if exact_phases else frac.to(dtype)
     freqs = 2 * math.pi * torch.arange(net.num_freqs, dtype=x.dtype, device=x.device)
-    gram = net.gram.to(dtype).expand(bsz, n, n, GRAM_FEATURES)
+    g = net._gram(lattice, dtype)
+    gram = (g if lattice is None else g[:, :, None]).expand(bsz, n, n, GRAM_FEATURES)
     for layer in net.layers:
         hn = layer.ln(h)
         d = torch.remainder(x[:, None, :, :] - x[:, :, None, :], 1.0)  # [b, i, j] = x_j - x_i
@@ -392,7 +444,8 @@ def reference_forward(net: CSPNet, frac: torch.Tensor, t: torch.Tensor,
                          gram, emb], dim=-1)
         m = F.silu(layer.edge2(F.silu(layer.edge1(inp))))
         h = layer._node_update(h, hn, m.mean(dim=2))
-    return net.coord_out(net.final_ln(h))
+    out = net.heads(net.final_ln(h), lattice)
+    return out if joint else out[0]
 
 
 # ---------------------------------------------------------------------------- the model
@@ -427,8 +480,17 @@ class DiffCSP(TrainableModel):
             raise TrainingDataError(
                 f"type_table_size {n_types} is smaller than the largest atomic number {max(z)}")
         self.net = CSPNet(z, self.template.lattice, n_types, cfg.hidden_dim, cfg.num_layers,
-                          cfg.num_freqs, cfg.time_dim, cfg.timesteps).to(self._dev)
+                          cfg.num_freqs, cfg.time_dim, cfg.timesteps,
+                          lattice_head=cfg.lattice_diffusion).to(self._dev)
         self.schedule = NoiseSchedule(cfg.sigma_begin, cfg.sigma_end, cfg.timesteps).to(self._dev)
+        self._epoch = 0
+        if cfg.lattice_diffusion:  # optional joint lattice DDPM (spec §1.3-1.5)
+            self._lat_tab = {k: torch.tensor(v, dtype=torch.float64, device=self._dev)
+                             for k, v in lattice_schedule(cfg.timesteps).items()}
+            self._lat0 = torch.as_tensor(self.template.lattice, dtype=torch.float64,
+                                         device=self._dev)
+            self.loss_columns = ("coord_loss", "lattice_loss", "val_coord_loss",
+                                 "val_lattice_loss", "lr")
         self._noise = torch.Generator(device=self._dev)
         self._noise.manual_seed(cfg.seed)
         self._amp = cfg.bf16 and self._dev.type == "cuda"
@@ -467,17 +529,36 @@ class DiffCSP(TrainableModel):
             return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def denoise(self, frac: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """Predicted normalised score (float32) with the configured denoiser and precision."""
+    def denoise(self, frac: torch.Tensor, t: torch.Tensor, lattice=None):
+        """Predicted normalised score (float32) with the configured denoiser and precision.
+
+        With a (B, 3, 3) ``lattice`` (lattice diffusion): (score, predicted lattice noise).
+        """
         with self._autocast():
             if self.config.denoiser == "reference":
-                out = reference_forward(self.net, frac, t)
+                out = reference_forward(self.net, frac, t, lattice=lattice, joint=True)
             else:
-                out = self.net(frac, t)
-        return out.float()
+                out = self.net.forward_joint(frac, t, lattice)
+        if lattice is None:
+            return out[0].float()
+        return out[0].float(), out[1].float()
 
-    def loss(self, x0: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        """MSE(pred, s(sigma_t eps; sigma_t) / sqrt(lambda_t)), one mean over all atoms (§1.3-4)."""
+    def keeps_lattice(self, epoch: int) -> bool:
+        """True lattice fed (no lattice noise, no lattice loss) in this 0-based epoch?
+
+        Always without lattice diffusion; with teacher forcing while epoch <= max epoch
+        (paper §2.2: "the ground truth lattice parameters are used as input, and lattice cost
+        is not used to update the model").
+        """
+        cfg = self.config
+        return not cfg.lattice_diffusion or (cfg.teacher_forcing_lattice
+                                             and epoch <= cfg.teacher_forcing_max_epoch)
+
+    def loss_terms(self, x0: torch.Tensor, gen: torch.Generator,
+                   keep_lattice: bool = True) -> dict[str, torch.Tensor]:
+        """{"coord": MSE(pred, s(sigma_t eps; sigma_t)/sqrt(lambda_t))} (one mean over all atoms
+        and coordinates, §1.3-1.4), plus {"lattice": MSE(eps_L_hat, eps_L)} when the lattice
+        is diffused (L_t = sqrt(abar_t) L_0 + sqrt(1 - abar_t) eps_L, L_0 in Å)."""
         b = x0.shape[0]
         t = torch.randint(1, self.config.timesteps + 1, (b,), generator=gen, device=self._dev)
         eps = torch.randn(x0.shape, generator=gen, device=self._dev, dtype=torch.float64)
@@ -486,7 +567,23 @@ class DiffCSP(TrainableModel):
         noise = sig * eps
         xt = torch.remainder(x0 + noise, 1.0)
         target = (wrapped_normal_score(noise, sig) / lam.sqrt()).float()
-        return F.mse_loss(self.denoise(xt, t), target)
+        if keep_lattice:
+            return {"coord": F.mse_loss(self.denoise(xt, t), target)}
+        eps_l = torch.randn((b, 3, 3), generator=gen, device=self._dev, dtype=torch.float64)
+        abar = self._lat_tab["alphas_cumprod"][t][:, None, None]
+        lat_t = abar.sqrt() * self._lat0 + (1 - abar).sqrt() * eps_l
+        pred, pred_l = self.denoise(xt, t, lat_t.float())
+        return {"coord": F.mse_loss(pred, target), "lattice": F.mse_loss(pred_l, eps_l.float())}
+
+    def loss(self, x0: torch.Tensor, gen: torch.Generator,
+             keep_lattice: bool = True) -> torch.Tensor:
+        """Training objective: coord + cost_lattice * lattice (spec §1.4, cost_coord 1)."""
+        return self._total(self.loss_terms(x0, gen, keep_lattice))
+
+    def _total(self, terms: dict) -> torch.Tensor:
+        if "lattice" in terms:
+            return terms["coord"] + self.config.cost_lattice * terms["lattice"]
+        return terms["coord"]
 
     # ------------------------------------------------------------------ data and training
     def prepare_data(self, train: StructureSet, val: StructureSet | None) -> None:
@@ -513,21 +610,28 @@ class DiffCSP(TrainableModel):
         Its generator is seeded from (seed, epoch): reproducible and independent of the
         training stream, so nothing extra needs checkpointing.
         """
+        return self._total(self.validation_terms(epoch))
+
+    def validation_terms(self, epoch: int) -> dict[str, float]:
+        """Per-term validation means (same lattice rule as training in that epoch)."""
         g = torch.Generator(device=self._dev)
         g.manual_seed((self.config.seed * 1_000_003 + 7919 * (epoch + 1)) % 2**63)
-        total, bs = 0.0, self.config.batch_size
+        sums, bs = {}, self.config.batch_size
+        keep = self.keeps_lattice(epoch)
         with torch.no_grad():
             for i in range(0, len(self._val), bs):
                 x0 = self._val[i:i + bs]
-                total += float(self.loss(x0, g)) * len(x0)
-        return total / len(self._val)
+                for k, v in self.loss_terms(x0, g, keep).items():
+                    sums[k] = sums.get(k, 0.0) + float(v) * len(x0)
+        return {k: v / len(self._val) for k, v in sums.items()}
 
     def train_step(self, items: np.ndarray, batch_index: int) -> dict:
         """One Adam step (clip by value, NaN loss skips the step); at the end of an epoch,
         validation every val_every epochs and a plateau-scheduler step on the newest value."""
         cfg, adam = self.config, self.optimizers["adam"]
         x0 = self._frac[torch.as_tensor(items, device=self._dev)]
-        loss = self.loss(x0, self._noise)
+        terms = self.loss_terms(x0, self._noise, self.keeps_lattice(self._epoch))
+        loss = self._total(terms)
         stats = {}
         if torch.isfinite(loss):
             adam.zero_grad(set_to_none=True)
@@ -535,13 +639,16 @@ class DiffCSP(TrainableModel):
             if cfg.grad_clip_value > 0:
                 nn.utils.clip_grad_value_(self.net.parameters(), cfg.grad_clip_value)
             adam.step()
-            stats["coord_loss"] = (loss.detach(), len(items))
+            for k, v in terms.items():
+                stats[f"{k}_loss"] = (v.detach(), len(items))
         if batch_index == self._per_epoch - 1:
             plateau = self.optimizers["plateau"]
             if (self._val is not None and cfg.val_every
                     and (self._epoch + 1) % cfg.val_every == 0):
-                plateau.last_val = self.validation_loss(self._epoch)
-                stats["val_coord_loss"] = (plateau.last_val, 1)
+                val = self.validation_terms(self._epoch)
+                plateau.last_val = self._total(val)
+                for k, v in val.items():
+                    stats[f"val_{k}_loss"] = (v, 1)
             if plateau.last_val is not None:  # a stale value counts as no improvement
                 plateau.step(plateau.last_val)
             stats["lr"] = (adam.param_groups[0]["lr"], 1)
@@ -549,40 +656,62 @@ class DiffCSP(TrainableModel):
 
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
-    def _sample_frac(self, n: int, seed: int) -> np.ndarray:
+    def _sample_frac(self, n: int, seed: int):
         """Predictor-corrector sampling (spec §1.5), sample_batch_size structures per call.
 
         Noise comes from a CPU generator seeded with `seed`, in a fixed order, so the same
-        (n, seed, config) gives the same structures on any device.
+        (n, seed, config) gives the same structures on any device.  With lattice diffusion
+        the generated lattices are returned as the per-structure property
+        ``generated_lattice`` (rows of L flattened, Å); the coordinates stay fractional on the
+        dataset cell, which every dismai structure set shares.
         """
         g = torch.Generator().manual_seed(seed)
-        out = []
+        out, lats = [], []
         for start in range(0, n, self.config.sample_batch_size):
             b = min(self.config.sample_batch_size, n - start)
-            out.append(self._sample_batch(b, g).cpu())
-        return torch.cat(out).numpy()
+            x, lat = self._sample_batch(b, g)
+            out.append(x.cpu())
+            if lat is not None:
+                lats.append(lat.cpu().reshape(b, 9))
+        frac = torch.cat(out).numpy()
+        if not lats:
+            return frac
+        return frac, {"generated_lattice": torch.cat(lats).numpy()}
 
-    def _sample_batch(self, b: int, g: torch.Generator) -> torch.Tensor:
+    def _sample_batch(self, b: int, g: torch.Generator):
         cfg, dev = self.config, self._dev
         sig_tab = self.schedule.sigmas.cpu().tolist()
         lam_tab = self.schedule.sigmas_norm.cpu().tolist()
         shape = (b, self.template.n_atoms, 3)
         x = torch.rand(shape, generator=g, dtype=torch.float64).to(dev)
+        lat = None
+        if cfg.lattice_diffusion:  # L_T ~ N(0, I) (spec §1.5)
+            lat = torch.randn((b, 3, 3), generator=g, dtype=torch.float64).to(dev)
+            tab = {k: v.cpu().tolist() for k, v in self._lat_tab.items()}
 
-        def noise(t):
+        def noise(t, size=shape):
             if t == 1:
                 return 0.0
-            return torch.randn(shape, generator=g, dtype=torch.float64).to(dev)
+            return torch.randn(size, generator=g, dtype=torch.float64).to(dev)
+
+        def score(x, tt):
+            if lat is None:
+                return self.denoise(x, tt), None
+            return self.denoise(x, tt, lat.float())
 
         for t in range(cfg.timesteps, 0, -1):
             tt = torch.full((b,), t, dtype=torch.long, device=dev)
             sig, sig_prev, rlam = sig_tab[t], sig_tab[t - 1], math.sqrt(lam_tab[t])
-            # corrector (Langevin) first, as coded (spec §1.5 item 2)
+            # corrector (Langevin) first, as coded (spec §1.5 item 2); the lattice waits
             step = cfg.step_lr * (sig / cfg.sigma_begin) ** 2
-            x = x - step * rlam * self.denoise(x, tt) + math.sqrt(2 * step) * noise(t)
+            x = x - step * rlam * score(x, tt)[0] + math.sqrt(2 * step) * noise(t)
             # predictor (item 3); x' is not wrapped before this call
             adj = sig ** 2 - sig_prev ** 2
-            x = x - adj * rlam * self.denoise(x, tt) + math.sqrt(
-                sig_prev ** 2 * adj / sig ** 2) * noise(t)
+            eps_x, eps_l = score(x, tt)
+            x = x - adj * rlam * eps_x + math.sqrt(sig_prev ** 2 * adj / sig ** 2) * noise(t)
             x = torch.remainder(x, 1.0)
-        return x
+            if lat is not None:  # ancestral DDPM step with the predictor call's eps_L
+                a, abar = tab["alphas"][t], tab["alphas_cumprod"][t]
+                lat = (lat - (1 - a) / math.sqrt(1 - abar) * eps_l) / math.sqrt(a) \
+                    + tab["sigmas"][t] * noise(t, (b, 3, 3))
+        return x, lat
