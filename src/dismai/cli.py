@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from dismai.cli_errors import err_console, friendly
+from dismai.cli_errors import friendly
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Generative models and benchmarks for large disordered materials.")
@@ -27,19 +27,10 @@ console = Console()
 
 
 def _progress(total: int, description: str):
-    """A rich progress bar with ETA; returns (context manager, advance callback)."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    """A progress bar with ETA; returns (context manager, advance callback)."""
+    from dismai.progress import make_progress
 
-    prog = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-                    console=err_console, transient=False)
+    prog = make_progress()
     task = prog.add_task(description, total=total)
     return prog, lambda n: prog.advance(task, n)
 

@@ -16,12 +16,17 @@ import typer
 from rich.console import Console
 
 from dismai.cli_errors import friendly as _friendly
+from dismai.models.registry import available_models
 
 __all__ = ["register", "run_train", "run_sample", "run_bench", "load_training_data"]
 
 console = Console()
 
 BASELINES = ("random", "shuffled-lattice")
+
+
+def _trainable() -> list[str]:
+    return [m for m in available_models() if m not in BASELINES]
 
 
 # ---------------------------------------------------------------------------- library layer
@@ -227,7 +232,7 @@ def register(app: typer.Typer) -> None:
     @app.command("train")
     @_friendly
     def train(
-        model: str = typer.Argument(..., help="model name (cryingan, random, shuffled-lattice)"),
+        model: str = typer.Argument(..., help=f"model name ({', '.join(available_models())})"),
         dataset: str = typer.Option(..., "--dataset",
                                     help="registered dataset name, or an .extxyz file"),
         preset: str = typer.Option("paper", "--preset",
@@ -271,7 +276,7 @@ def register(app: typer.Typer) -> None:
     @app.command("bench")
     @_friendly
     def bench(
-        model: str = typer.Argument(..., help="model name"),
+        model: str = typer.Argument(..., help=f"model name ({', '.join(_trainable())})"),
         dataset: str = typer.Option(..., "--dataset", help="registered dataset name"),
         preset: str = typer.Option("quick", "--preset",
                                    help="quick (default: minutes on a CPU) or paper"),

@@ -340,18 +340,9 @@ class RelaxRun:
 
 
 def _progress(enabled: bool, total: int, completed: int):
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from dismai.progress import make_progress
 
-    prog = Progress(TextColumn("relax"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("failed {task.fields[failed]}"), TimeElapsedColumn(),
-                    TextColumn("ETA"), TimeRemainingColumn(), disable=not enabled)
+    prog = make_progress("failed {task.fields[failed]}", enabled=enabled)
     task = prog.add_task("relax", total=total, completed=completed, failed=0)
     return prog, task
 

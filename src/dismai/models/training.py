@@ -462,19 +462,9 @@ def _progress_bar(enabled: bool, total: int, done: int, label: str = ""):
     if not enabled:
         yield lambda pos, means: None
         return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from dismai.progress import make_progress
 
-    prog = Progress(TextColumn("{task.description}"), BarColumn(bar_width=20), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-                    TextColumn("{task.fields[info]}"), console=Console(stderr=True))
+    prog = make_progress("{task.fields[info]}", bar_width=20)
     task = prog.add_task(f"{label} starting", total=total, completed=done, info="")
 
     def update(pos, means):

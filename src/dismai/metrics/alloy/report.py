@@ -12,8 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
-from dismai.fileio import atomic_path, write_text
+from dismai.fileio import write_text
 from dismai.metrics.alloy.evaluate import METRIC_NAMES, AlloyEvaluation
+from dismai.metrics.report_common import GEN_COLOUR as _GEN_COLOUR
+from dismai.metrics.report_common import TRAIN_COLOUR as _TRAIN_COLOUR
+from dismai.metrics.report_common import binned_percentages as _binned
+from dismai.metrics.report_common import csv_number as _num
+from dismai.metrics.report_common import figure as _figure
+from dismai.metrics.report_common import save_png as _save_png
 
 __all__ = [
     "ENERGY_BIN_EDGES",
@@ -28,15 +34,6 @@ __all__ = [
 
 #: spec §4.4: np.arange(-5, 15 + 0.5, 0.5) meV/atom, 41 edges
 ENERGY_BIN_EDGES = np.arange(-5.0, 15.0 + 0.5, 0.5)
-_TRAIN_COLOUR = "#4C72B0"
-_GEN_COLOUR = "#DD8452"
-
-
-def _num(x) -> str:
-    if x is None:
-        return ""
-    x = float(x)
-    return repr(x) if np.isfinite(x) else ""
 
 
 def per_structure_csv(ev: AlloyEvaluation) -> str:
@@ -60,21 +57,8 @@ def per_structure_csv(ev: AlloyEvaluation) -> str:
 
 def binned_percentages(values: np.ndarray, edges: np.ndarray = ENERGY_BIN_EDGES
                        ) -> tuple[np.ndarray, int]:
-    """pandas.cut(include_lowest=True) + value_counts(normalize=True) * 100 (spec §4.4).
-
-    Bins are right-closed, (e_i, e_i+1], with the lowest edge included; values outside
-    the range are dropped and percentages are of the in-range count.
-    Returns (percentages (len(edges) - 1,), number of in-range values).
-    """
-    x = np.asarray(values, dtype=np.float64)
-    x = x[np.isfinite(x)]
-    b = np.searchsorted(edges, x, side="left") - 1  # (e_i, e_i+1] -> i
-    b[x == edges[0]] = 0  # include_lowest
-    inside = (b >= 0) & (b < len(edges) - 1)
-    n_in = int(inside.sum())
-    counts = np.bincount(b[inside], minlength=len(edges) - 1).astype(np.float64)
-    pct = 100.0 * counts / n_in if n_in else counts
-    return pct, n_in
+    """Percentages per right-closed bin of in-range values, and their count (spec §4.4)."""
+    return _binned(values, edges)
 
 
 def energy_histogram(energy_ev: np.ndarray, train_mean_ev: float,
@@ -82,20 +66,6 @@ def energy_histogram(energy_ev: np.ndarray, train_mean_ev: float,
     """Percentages per bin of (E - mean_train) * 1000 meV/atom (plot_energy_distribution.py)."""
     x = (np.asarray(energy_ev, dtype=np.float64) - train_mean_ev) * 1000.0
     return binned_percentages(x, edges)
-
-
-def _figure(width: float, height: float):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=120)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save_png(fig, path: Path) -> None:
-    with atomic_path(path, suffix=".png.tmp") as tmp:
-        fig.savefig(tmp, format="png", bbox_inches="tight")
 
 
 def _kde(v: np.ndarray, grid: np.ndarray) -> np.ndarray:

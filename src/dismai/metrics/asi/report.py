@@ -16,11 +16,18 @@ from pathlib import Path
 
 import numpy as np
 
-from dismai.fileio import atomic_path, write_bytes, write_text
+from dismai.fileio import write_bytes, write_text
 from dismai.metrics.asi.angles import ANGLE_CENTRES
 from dismai.metrics.asi.evaluate import METRIC_NAMES, ASiEvaluation
 from dismai.metrics.asi.motifs import motif_labels
 from dismai.metrics.asi.rdf import RDF_R
+from dismai.metrics.report_common import GEN_COLOUR as _GEN
+from dismai.metrics.report_common import TRAIN_COLOUR as _TRAIN
+from dismai.metrics.report_common import binned_percentages, motif_bars
+from dismai.metrics.report_common import csv_field as _csv_field
+from dismai.metrics.report_common import csv_number as _num
+from dismai.metrics.report_common import figure as _figure
+from dismai.metrics.report_common import save_png as _save_png
 
 __all__ = [
     "ENERGY_BIN_EDGES",
@@ -36,8 +43,6 @@ __all__ = [
 
 #: §6.3: np.arange(-50, 100 + 5, 5) meV/atom, 31 edges, 30 bins
 ENERGY_BIN_EDGES = np.arange(-50.0, 100.0 + 5.0, 5.0)
-_TRAIN = "#4C72B0"
-_GEN = "#DD8452"
 _METRIC_TITLES = {
     "d_motif": "d_motif (fingerprint, Euclidean)",
     "cos_motif": "cos_motif (fingerprint, cosine)",
@@ -51,21 +56,7 @@ _METRIC_TITLES = {
 def energy_histogram(delta_mev: np.ndarray, edges: np.ndarray = ENERGY_BIN_EDGES
                      ) -> tuple[np.ndarray, int]:
     """(% per bin, in-range count) of ΔE values in meV/atom, pandas.cut semantics (§6.3)."""
-    x = np.asarray(delta_mev, dtype=np.float64)
-    x = x[np.isfinite(x)]
-    b = np.searchsorted(edges, x, side="left") - 1  # (e_i, e_i+1] -> i
-    b[x == edges[0]] = 0  # include_lowest
-    inside = (b >= 0) & (b < len(edges) - 1)
-    n_in = int(inside.sum())
-    counts = np.bincount(b[inside], minlength=len(edges) - 1).astype(np.float64)
-    return (100.0 * counts / n_in if n_in else counts), n_in
-
-
-def _num(x) -> str:
-    if x is None:
-        return ""
-    x = float(x)
-    return repr(x) if np.isfinite(x) else ""
+    return binned_percentages(delta_mev, edges)
 
 
 def per_structure_csv(ev: ASiEvaluation, reference: dict | None = None) -> str:
@@ -99,24 +90,6 @@ def per_structure_csv(ev: ASiEvaluation, reference: dict | None = None) -> str:
         row += [_num(x) for x in f.fingerprint[i]]
         out.write(",".join(row) + "\n")
     return out.getvalue()
-
-
-def _csv_field(s: str) -> str:
-    return f'"{s}"' if ("," in s or '"' in s) else s
-
-
-def _figure(width: float, height: float):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=120)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save_png(fig, path) -> None:
-    with atomic_path(Path(path), suffix=".png.tmp") as tmp:
-        fig.savefig(tmp, format="png", bbox_inches="tight")
 
 
 def _band_plot(x, train, band, xlabel, ylabel, title, path, scale=1.0, xlim=None) -> None:
@@ -154,17 +127,7 @@ def plot_motifs(ev: ASiEvaluation, path) -> None:
     labels = m.get("labels", [])
     fig = _figure(max(5.0, 0.9 * len(labels) + 2.0), 4.2)
     ax = fig.add_subplot()
-    x = np.arange(len(labels))
-    if len(labels):
-        gen = np.asarray(m["gen_pct"], dtype=np.float64)
-        lo = np.asarray(m["lower_error"], dtype=np.float64)
-        hi = np.asarray(m["upper_error"], dtype=np.float64)
-        ax.bar(x - 0.2, m["train_pct"], 0.4, color=_TRAIN, label="train")
-        # pivotal errors can be negative; draw the interval [gen - lo, gen + hi] itself
-        ax.bar(x + 0.2, gen, 0.4, color=_GEN, label="generated")
-        ax.vlines(x + 0.2, gen - lo, gen + hi, color="k", lw=1)
-        ax.set_xticks(x)
-        ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
+    motif_bars(ax, labels, m)
     ax.set_ylabel("% of Si atoms (most likely motif)")
     ax.set_title("Most likely coordination motifs")
     ax.legend(loc="best", fontsize=8)

@@ -126,9 +126,9 @@ def motif_breakdown(feats: InterfaceFeatures, reference: dict, *, n_reps: int = 
 def gamma_histogram(gamma: np.ndarray, edges: np.ndarray = GAMMA_BIN_EDGES
                     ) -> tuple[np.ndarray, int]:
     """(% per bin of in-range values, in-range count), pandas.cut semantics (§7.2)."""
-    from dismai.metrics.asi.report import energy_histogram
+    from dismai.metrics.report_common import binned_percentages
 
-    return energy_histogram(gamma, edges)
+    return binned_percentages(gamma, edges)
 
 
 def evaluate(gen: StructureSet, reference: dict, n_generated: int | None = None,

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from dismai.fileio import write_json, write_text
-from dismai.metrics.asi.report import _GEN, _TRAIN, _csv_field, _figure, _fmt, _num, _save_png
+from dismai.metrics.asi.report import _fmt
 from dismai.metrics.interface.evaluate import (
     GAMMA_BIN_EDGES,
     METRIC_NAMES,
@@ -22,6 +22,13 @@ from dismai.metrics.interface.evaluate import (
     gamma_histogram,
 )
 from dismai.metrics.interface.motifs import CATIONS
+from dismai.metrics.report_common import GEN_COLOUR as _GEN
+from dismai.metrics.report_common import TRAIN_COLOUR as _TRAIN
+from dismai.metrics.report_common import csv_field as _csv_field
+from dismai.metrics.report_common import csv_number as _num
+from dismai.metrics.report_common import figure as _figure
+from dismai.metrics.report_common import motif_bars
+from dismai.metrics.report_common import save_png as _save_png
 
 __all__ = ["per_structure_csv", "plot_gamma_histogram", "plot_motif_breakdown",
            "format_table", "write_outputs"]
@@ -85,17 +92,7 @@ def plot_motif_breakdown(ev: InterfaceEvaluation, species: str, path) -> None:
     rows = m["rows"]
     fig = _figure(7, max(3.0, 0.32 * len(rows) + 1.5))
     ax = fig.add_subplot()
-    y = np.arange(len(rows))
-    if rows:
-        gen = np.asarray(m["gen_pct"], dtype=np.float64)
-        lo = np.asarray(m["lower_error"], dtype=np.float64)
-        hi = np.asarray(m["upper_error"], dtype=np.float64)
-        ax.barh(y - 0.2, m["train_pct"], 0.4, color=_TRAIN, label="train")
-        ax.barh(y + 0.2, gen, 0.4, color=_GEN, label="generated")
-        ax.hlines(y + 0.2, gen - lo, gen + hi, color="k", lw=1)
-        ax.set_yticks(y)
-        ax.set_yticklabels(rows, fontsize=7)
-        ax.invert_yaxis()
+    motif_bars(ax, rows, m, horizontal=True)
     ax.set_xlabel(f"% of {species} atoms")
     ax.set_title(f"Most likely {species} coordination motifs (number of O neighbours)")
     ax.legend(loc="best", fontsize=8)

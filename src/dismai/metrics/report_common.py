@@ -1,0 +1,90 @@
+"""Pieces every dataset family's report uses: colours, CSV cells, Agg figures, binned histograms.
+
+Figures are drawn on matplotlib's Agg canvas directly (no pyplot state: safe in threads and on
+headless machines) and saved atomically, so an interrupted run never leaves a truncated file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from dismai.fileio import atomic_path
+
+__all__ = ["TRAIN_COLOUR", "GEN_COLOUR", "csv_number", "csv_field", "figure", "save_png",
+           "binned_percentages", "motif_bars"]
+
+TRAIN_COLOUR = "#4C72B0"
+GEN_COLOUR = "#DD8452"
+
+
+def csv_number(x) -> str:
+    """Full-precision CSV cell; empty for None, NaN and inf."""
+    if x is None:
+        return ""
+    x = float(x)
+    return repr(x) if np.isfinite(x) else ""
+
+
+def csv_field(s: str) -> str:
+    """Quote a text cell that holds a comma or a quote."""
+    return f'"{s}"' if ("," in s or '"' in s) else s
+
+
+def figure(width: float, height: float):
+    """A matplotlib Figure with its own Agg canvas (no global pyplot state)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=120)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save_png(fig, path) -> None:
+    with atomic_path(Path(path), suffix=".png.tmp") as tmp:
+        fig.savefig(tmp, format="png", bbox_inches="tight")
+
+
+def binned_percentages(values: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, int]:
+    """pandas.cut(include_lowest=True) + value_counts(normalize=True) * 100, as the reference
+    plot scripts bin energies (spec benchmark-metrics §4.4, §6.3, §7.2).
+
+    Bins are right-closed, (e_i, e_i+1], with the lowest edge included; values outside the
+    range (and NaN) are dropped and percentages are of the in-range count.
+    Returns (percentages (len(edges) - 1,), number of in-range values).
+    """
+    x = np.asarray(values, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    b = np.searchsorted(edges, x, side="left") - 1  # (e_i, e_i+1] -> i
+    b[x == edges[0]] = 0  # include_lowest
+    inside = (b >= 0) & (b < len(edges) - 1)
+    n_in = int(inside.sum())
+    counts = np.bincount(b[inside], minlength=len(edges) - 1).astype(np.float64)
+    return (100.0 * counts / n_in if n_in else counts), n_in
+
+
+def motif_bars(ax, labels, stats: dict, horizontal: bool = False) -> None:
+    """Train vs generated percentage bars per label, with the generated 95 % interval.
+
+    stats: ``train_pct``, ``gen_pct``, ``lower_error``, ``upper_error`` per label.  Pivotal
+    errors can be negative, so the interval [gen - lower, gen + upper] itself is drawn.
+    """
+    if not len(labels):
+        return
+    pos = np.arange(len(labels))
+    gen = np.asarray(stats["gen_pct"], dtype=np.float64)
+    lo = gen - np.asarray(stats["lower_error"], dtype=np.float64)
+    hi = gen + np.asarray(stats["upper_error"], dtype=np.float64)
+    bars, lines = (ax.barh, ax.hlines) if horizontal else (ax.bar, ax.vlines)
+    bars(pos - 0.2, stats["train_pct"], 0.4, color=TRAIN_COLOUR, label="train")
+    bars(pos + 0.2, gen, 0.4, color=GEN_COLOUR, label="generated")
+    lines(pos + 0.2, lo, hi, color="k", lw=1)
+    if horizontal:
+        ax.set_yticks(pos)
+        ax.set_yticklabels(labels, fontsize=7)
+        ax.invert_yaxis()
+    else:
+        ax.set_xticks(pos)
+        ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
