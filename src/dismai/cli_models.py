@@ -141,11 +141,12 @@ def _markdown_table(header, rows) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _evaluate(gen, dataset, n_generated: int, out_dir, **options) -> dict:
+def _evaluate(gen, dataset, n_generated: int, out_dir, progress: bool = True,
+              **options) -> dict:
     from dismai.evaluation import evaluate_structures
 
     return evaluate_structures(gen, dataset, n_generated=n_generated, out_dir=out_dir,
-                               **options)
+                               progress=progress, **options)
 
 
 def model_eval_options(cls, family: str | None) -> dict:
@@ -186,7 +187,7 @@ def run_bench(model: str, dataset, preset: str = "quick", config_file=None, n: i
     t_sample = time.monotonic() - t0
     gen.write_extxyz(out / "samples.extxyz")
     eval_opts = model_eval_options(cls, family)
-    result = _evaluate(gen, dataset, n, out, **eval_opts)
+    result = _evaluate(gen, dataset, n, out, progress, **eval_opts)
 
     baselines: dict[str, dict | str] = {}
     for b in BASELINES:
@@ -198,7 +199,7 @@ def run_bench(model: str, dataset, preset: str = "quick", config_file=None, n: i
         bdir = out / "baselines" / b
         bgen.write_extxyz(bdir / "samples.extxyz")
         try:
-            baselines[b] = _evaluate(bgen, dataset, n, bdir)
+            baselines[b] = _evaluate(bgen, dataset, n, bdir, progress)
         except ValueError as exc:  # e.g. nothing on a lattice to score
             baselines[b] = f"failed: {str(exc).splitlines()[0]}"
 

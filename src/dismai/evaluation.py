@@ -33,15 +33,15 @@ def _check_n_generated(n_generated: int | None, n_input: int) -> int:
 
 
 def evaluate_structures(gen: StructureSet, dataset, n_generated: int | None = None,
-                        out_dir=None, **options) -> dict:
+                        out_dir=None, progress: bool = True, **options) -> dict:
     """Score generated structures with the metric suite of ``dataset.spec.family``.
 
     gen: structures validated against ``dataset.template`` (same cell and species order).
     dataset: a :class:`dismai.datasets.Dataset` (uses .name, .spec.family, .reference,
     .template).  n_generated: structures originally generated (failures included);
     default len(gen).  out_dir: if given, write metrics.json, per_structure.csv, plots and
-    metrics.txt there.  options: passed to the family's evaluate (alloy: lattice_match,
-    self_exclusion, workers).
+    metrics.txt there.  progress: show a bar for long steps (the a-Si relaxation).
+    options: passed to the family's evaluate (alloy: lattice_match, self_exclusion, workers).
     """
     n_gen = _check_n_generated(n_generated, len(gen))
     family = dataset.spec.family
@@ -70,13 +70,13 @@ def evaluate_structures(gen: StructureSet, dataset, n_generated: int | None = No
             write_json(out / "metrics.json", result)
         return result
     if family == "a-si":
-        return _evaluate_asi(gen, dataset, n_gen, out_dir, **options)
+        return _evaluate_asi(gen, dataset, n_gen, out_dir, progress=progress, **options)
     raise NotImplementedError(f"no evaluation suite for dataset family {family!r} yet")
 
 
 def _evaluate_asi(gen: StructureSet, dataset, n_gen: int, out_dir=None, *, relax: bool = True,
                   n_workers: int | None = None, reference_compatible: bool = False,
-                  relax_dir=None) -> dict:
+                  relax_dir=None, progress: bool = True) -> dict:
     """a-Si pipeline (spec §6): move atoms apart, relax with the dataset's potential
     (sw-vink, LAMMPS CG, exactly as the training set was relaxed), then the metrics.
 
@@ -99,7 +99,7 @@ def _evaluate_asi(gen: StructureSet, dataset, n_gen: int, out_dir=None, *, relax
         where = relax_dir or (Path(out_dir) / "relax" if out_dir is not None else None)
         run = relax_structures(survivors, "sw-vink", out_dir=where,
                                fmax=recipe["relax_fmax"], max_steps=recipe["relax_steps"],
-                               optimizer="lammps-cg", n_workers=n_workers)
+                               optimizer="lammps-cg", n_workers=n_workers, progress=progress)
         survivors = run.structures
     if len(survivors) == 0:
         raise ValueError("no structure survived post-processing and relaxation")

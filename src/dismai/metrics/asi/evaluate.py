@@ -160,6 +160,35 @@ def motif_table(feats: ASiFeatures, reference: dict, **boot) -> dict:
             "upper_error": np.asarray(hi).tolist()}
 
 
+def relax_accounting(gen: StructureSet, relax_results, n_generated: int | None,
+                     n_failed_postprocess: int):
+    """(steps, converged, n_relax_failed, n_generated) shared by the relaxed-structure suites.
+
+    steps/converged come from relax_results (see :func:`relax_steps`) or, without it, from a
+    ``relax_steps`` property of gen (dismai.relax output); both None when neither exists.
+    n_generated defaults to len(gen) + n_failed_postprocess + non-converged relaxations.
+    """
+    m = len(gen)
+    steps = conv = None
+    if relax_results is not None:
+        steps, conv = relax_steps(relax_results)
+    elif "relax_steps" in gen.properties:  # dismai.relax output carries its step counts
+        steps = np.asarray(gen.properties["relax_steps"], dtype=np.float64).ravel()
+        conv = np.ones(len(steps), dtype=bool)
+    n_relax_failed = 0 if conv is None or relax_results is None else int((~conv).sum())
+    n_gen = (m + int(n_failed_postprocess) + n_relax_failed) if n_generated is None \
+        else int(n_generated)
+    if n_gen < m:
+        raise ValueError(f"n_generated ({n_gen}) is smaller than the number of structures ({m})")
+    return steps, conv, n_relax_failed, n_gen
+
+
+def mean_relax_steps_metric(steps, conv, **boot) -> dict:
+    """Mean relaxation steps of the converged structures with its pivotal interval (§6.5)."""
+    ok = steps[conv & np.isfinite(steps)]
+    return pivotal_bootstrap_of_mean(ok[:, None], lambda mean: mean[..., 0], **boot).as_dict()
+
+
 def evaluate(gen: StructureSet, reference: dict, n_generated: int | None = None,
              n_failed_postprocess: int = 0, relax_results=None, *, n_workers: int | None = 1,
              features: ASiFeatures | None = None, n_reps: int = N_REPS,
@@ -185,26 +214,15 @@ def evaluate(gen: StructureSet, reference: dict, n_generated: int | None = None,
     feats = compute_features(gen, n_workers) if features is None else features
     if len(feats) != m:
         raise ValueError(f"features have {len(feats)} rows for {m} structures")
-    steps = conv = None
-    if relax_results is not None:
-        steps, conv = relax_steps(relax_results)
-    elif "relax_steps" in gen.properties:  # dismai.relax output carries its step counts
-        steps = np.asarray(gen.properties["relax_steps"], dtype=np.float64).ravel()
-        conv = np.ones(len(steps), dtype=bool)
-    n_relax_failed = 0 if conv is None or relax_results is None else int((~conv).sum())
-    n_gen = (m + int(n_failed_postprocess) + n_relax_failed) if n_generated is None \
-        else int(n_generated)
-    if n_gen < m:
-        raise ValueError(f"n_generated ({n_gen}) is smaller than the number of structures ({m})")
+    steps, conv, n_relax_failed, n_gen = relax_accounting(gen, relax_results, n_generated,
+                                                          n_failed_postprocess)
     boot = {"n_reps": n_reps, "conf_level": conf_level, "seed": seed}
     metrics, rdf_band, ang_band, motifs = metrics_from_features(feats, reference, **boot)
     # §6.5: 100.0 - (n_gen / n_ori * 100), written in the reference's operation order
     pct_failed = 100.0 - (m / n_gen * 100) if n_gen else float("nan")
     metrics["pct_failed"] = no_ci(pct_failed).as_dict()
     if steps is not None:
-        ok_steps = steps[conv & np.isfinite(steps)]
-        metrics["mean_relax_steps"] = pivotal_bootstrap_of_mean(
-            ok_steps[:, None], lambda mean: mean[..., 0], **boot).as_dict()
+        metrics["mean_relax_steps"] = mean_relax_steps_metric(steps, conv, **boot)
     energy = energies_per_atom(gen)
     delta = None
     if energy is not None and reference.get("train_mean_energy_per_atom") is not None:

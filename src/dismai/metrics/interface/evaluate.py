@@ -22,7 +22,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dismai.datasets.interface_recipe import interface_energy
-from dismai.metrics.asi.evaluate import energies_per_atom, relax_steps
+from dismai.metrics.asi.evaluate import (
+    energies_per_atom,
+    mean_relax_steps_metric,
+    relax_accounting,
+)
 from dismai.metrics.asi.motifs import motif_labels
 from dismai.metrics.bootstrap import (
     CONF_LEVEL,
@@ -147,25 +151,14 @@ def evaluate(gen: StructureSet, reference: dict, n_generated: int | None = None,
     feats = compute_features(gen, n_workers) if features is None else features
     if len(feats) != m:
         raise ValueError(f"features have {len(feats)} rows for {m} structures")
-    steps = conv = None
-    if relax_results is not None:
-        steps, conv = relax_steps(relax_results)
-    elif "relax_steps" in gen.properties:
-        steps = np.asarray(gen.properties["relax_steps"], dtype=np.float64).ravel()
-        conv = np.ones(len(steps), dtype=bool)
-    n_relax_failed = 0 if relax_results is None else int((~conv).sum())
-    n_gen = (m + int(n_failed_postprocess) + n_relax_failed) if n_generated is None \
-        else int(n_generated)
-    if n_gen < m:
-        raise ValueError(f"n_generated ({n_gen}) is smaller than the number of structures ({m})")
+    steps, conv, n_relax_failed, n_gen = relax_accounting(gen, relax_results, n_generated,
+                                                          n_failed_postprocess)
     boot = {"n_reps": n_reps, "conf_level": conf_level, "seed": seed}
     metrics = metrics_from_features(feats, reference, **boot) if m else {
         k: no_ci(float("nan")).as_dict() for k in METRIC_NAMES[:8]}
     metrics["pct_failed"] = no_ci(100.0 - (m / n_gen * 100) if n_gen else float("nan")).as_dict()
     if steps is not None:
-        ok = steps[conv & np.isfinite(steps)]
-        metrics["mean_relax_steps"] = pivotal_bootstrap_of_mean(
-            ok[:, None], lambda mean: mean[..., 0], **boot).as_dict()
+        metrics["mean_relax_steps"] = mean_relax_steps_metric(steps, conv, **boot)
     energy = None
     e = energies_per_atom(gen)
     e_ref = reference.get("e_ref")
