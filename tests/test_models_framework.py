@@ -281,7 +281,8 @@ def test_bench_plumbing_with_stub_evaluation(tmp_path, alloy, monkeypatch):
 
     calls = []
 
-    def fake_evaluate(gen, dataset, n_generated, out_dir):
+    def fake_evaluate(gen, dataset, n_generated, out_dir, progress=True, **options):
+        assert progress is False  # run_bench(progress=False) reaches every evaluation
         calls.append((len(gen), n_generated, out_dir))
         res = {"dataset": dataset.name, "n_input": len(gen), "n_generated": n_generated,
                "metrics": {"d_cluster": {"value": float(gen.frac.std()), "lower_error": 0.01,
