@@ -451,3 +451,30 @@ def test_rotated_variant_matches_per_atom_transcription():
     counts, has_vac, vac = slow.slow_counts(cart[clean], spec_idx[clean], "numpy")
     c, hv, v, _ = cluster_counts(fast.positions[0], fast.species[0])
     assert np.array_equal(counts, c) and (has_vac, vac) == (hv, v)
+
+
+@pytest.mark.parametrize("r", [0.8, 1.2, 3.0, 7.3, 14.4])  # 18 down to 1 cell per side
+def test_cell_list_equals_brute_force_minimum_image(r):
+    """closest_within: the closest periodic image within r (strict), ties to the lower index,
+    including points on the cube faces and atoms given outside the cube."""
+    from dismai.metrics.alloy.cell_list import closest_within
+
+    rng = np.random.default_rng(int(r * 10))
+    atoms = rng.random((60, 3)) * L
+    atoms[5] = atoms[4]  # an exact tie: index 4 wins
+    pts = np.concatenate([rng.random((400, 3)) * L, [[0.0, 0.0, 0.0], [L - 1e-12, 3.0, 0.0]],
+                          atoms[:10] + 0.3])
+    pts = np.mod(pts, L)
+    d, i = closest_within(pts, atoms + np.array([L, -L, 0.0]), r, L)
+    delta = pts[:, None, :] - atoms[None, :, :]
+    delta -= L * np.round(delta / L)
+    dist = np.sqrt((delta ** 2).sum(-1))
+    best = dist.argmin(1)
+    dmin = dist[np.arange(len(pts)), best]
+    inside = dmin < r
+    assert np.array_equal(i >= 0, inside)
+    assert np.array_equal(i[inside], best[inside])
+    assert np.allclose(d[inside], dmin[inside], rtol=0, atol=1e-12)
+    assert np.isinf(d[~inside]).all()
+    with pytest.raises(ValueError, match="radius"):
+        closest_within(pts, atoms, 0.0, L)

@@ -32,10 +32,10 @@ from scipy.spatial import cKDTree
 
 from dismai import fcc
 from dismai.energy.cluster_expansion import PAIR_INDEX
+from dismai.metrics.alloy.cell_list import closest_within
 from dismai.metrics.alloy.geometry import (
     HALF,
     L,
-    PaddedTree,
     find_basis,
     strictly_within,
     wrap_cart,
@@ -86,7 +86,7 @@ def _targets(positions: np.ndarray, vecs: np.ndarray) -> np.ndarray:
     return wrap_cart(f * L + TARGET_OFFSET)
 
 
-def _count_vacancies(targets_1nn: np.ndarray, tree: PaddedTree) -> int:
+def _count_vacancies(targets_1nn: np.ndarray, pos: np.ndarray) -> int:
     """§3.5 count_vac: greedy dummy atoms at 1NN targets with nothing within 1.2 Å.
 
     targets_1nn are in the reference's visiting order (atom-major).  A target gets a dummy
@@ -94,7 +94,7 @@ def _count_vacancies(targets_1nn: np.ndarray, tree: PaddedTree) -> int:
     (§9.2: later passes cannot add anything).
     """
     q = targets_1nn.reshape(-1, 3)
-    d, _ = tree.query(q, VAC_MARGIN)
+    d, _ = closest_within(q, pos, VAC_MARGIN, L)
     empty = q[~np.isfinite(d)]
     if len(empty) == 0:
         return 0
@@ -115,7 +115,7 @@ def _count_vacancies(targets_1nn: np.ndarray, tree: PaddedTree) -> int:
 
 def cluster_counts(positions: np.ndarray, species: np.ndarray,
                    basis: np.ndarray | None = None, fallback_basis: np.ndarray | None = None,
-                   workers: int = 1) -> tuple[np.ndarray, bool, int, np.ndarray | None]:
+                   ) -> tuple[np.ndarray, bool, int, np.ndarray | None]:
     """Counts of one structure with atoms at arbitrary positions (spec §3.2-3.5).
 
     positions: (N, 3) Cartesian in the 14.4 Å cube; species: (N,) indices 0 Cr, 1 Fe, 2 Ni.
@@ -133,11 +133,10 @@ def cluster_counts(positions: np.ndarray, species: np.ndarray,
         basis, _ = find_basis(pos, BASIS_MARGIN, normalise_c=False)
         if basis is None:
             basis = fallback_basis
-    tree = PaddedTree(pos, pad=VAC_MARGIN)
     vecs = rotated_star(basis)
     _, shell = star_vectors()
     targets = _targets(pos, vecs)  # (N, 134, 3)
-    _, idx = tree.query(targets.reshape(-1, 3), COUNT_MARGIN, workers=workers)
+    _, idx = closest_within(targets.reshape(-1, 3), pos, COUNT_MARGIN, L)
     idx = idx.reshape(n, -1)
     found = idx >= 0
     other = spec[np.where(found, idx, 0)]
@@ -148,21 +147,34 @@ def cluster_counts(positions: np.ndarray, species: np.ndarray,
     counts = np.round(np.concatenate([singles / n, pairs / (2.0 * n)]), 5)
     in_1nn = shell == 0
     has_vac = not found[:, in_1nn].all()  # §3.5: flag from the 0.8 Å pass
-    vac = _count_vacancies(targets[:, in_1nn], tree) if has_vac else 0
+    vac = _count_vacancies(targets[:, in_1nn], pos) if has_vac else 0
     return counts, has_vac, vac, basis
 
 
 def cluster_counts_many(positions: list, species: list, fallback_bases=None,
                         workers: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`cluster_counts` for K structures: (counts (K, 45), has_vac (K,), vac_count (K,))."""
+    """:func:`cluster_counts` for K structures: (counts (K, 45), has_vac (K,), vac_count (K,)).
+
+    workers > 1 runs structures on that many threads (the cell-list kernel releases the GIL).
+    """
     k = len(positions)
     counts = np.empty((k, 3 + 6 * fcc.N_SHELLS))
     has_vac = np.zeros(k, dtype=bool)
     vac = np.zeros(k, dtype=np.int64)
-    for i in range(k):
+
+    def one(i):
         fb = None if fallback_bases is None else fallback_bases[i]
         if fb is not None and not np.all(np.isfinite(fb)):
             fb = None
         counts[i], has_vac[i], vac[i], _ = cluster_counts(positions[i], species[i],
-                                                          fallback_basis=fb, workers=workers)
+                                                          fallback_basis=fb)
+
+    if workers and workers > 1 and k > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(one, range(k)))
+    else:
+        for i in range(k):
+            one(i)
     return counts, has_vac, vac
