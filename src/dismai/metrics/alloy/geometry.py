@@ -79,6 +79,21 @@ def strictly_within(r: float) -> float:
     return float(np.nextafter(r, 0.0))
 
 
+class _LazyNeighbours:
+    """Ball queries in chunks of atoms, on demand: find_basis usually stops at the first atom."""
+
+    def __init__(self, tree, cart: np.ndarray, r: float, chunk: int = 16):
+        self.tree, self.cart, self.r, self.chunk = tree, cart, r, chunk
+        self.done: dict[int, list] = {}
+
+    def __getitem__(self, j: int):
+        if j not in self.done:
+            lo = (j // self.chunk) * self.chunk
+            hits = self.tree.query_ball_point(self.cart[lo:lo + self.chunk], self.r)
+            self.done.update(zip(range(lo, lo + len(hits)), hits, strict=True))
+        return self.done[j]
+
+
 def find_basis(cart: np.ndarray, margin: float = 0.4, normalise_c: bool = True,
                tree=None, neighbours=None) -> tuple[np.ndarray | None, int]:
     """Local cubic axes from the first atom with six 2NN-like neighbours (spec §2.3 A, §3.2).
@@ -100,10 +115,10 @@ def find_basis(cart: np.ndarray, margin: float = 0.4, normalise_c: bool = True,
     if neighbours is None:
         if tree is None:
             tree = cKDTree(cart, boxsize=L)
-        neighbours = tree.query_ball_point(cart, strictly_within(A + margin))
+        neighbours = _LazyNeighbours(tree, cart, strictly_within(A + margin))
     lo = A - margin
     for j in range(len(cart)):
-        idx = np.asarray(neighbours[j], dtype=np.int64)  # sorted by index
+        idx = np.sort(np.asarray(neighbours[j], dtype=np.int64))  # by index
         idx = idx[idx != j]
         if len(idx) < 6:
             continue
