@@ -5,7 +5,7 @@ atom (if any) lies within 0.8 Å, and the vacancy pass asks the same at 1.2 Å (
 benchmark-metrics.md §3.3, §3.5).  A cell list with cells at least r wide, padded by one layer
 of ghost cells that hold the periodic images, answers each query by scanning 27 cells with no
 wrapping arithmetic.  It returns exactly the minimum-image closest atom (what scipy's periodic
-cKDTree returns) about 7x faster than a padded cKDTree, construction included
+cKDTree returns) about 9x faster than that periodic cKDTree, construction included
 (``benchmarks/alloy_eval_speed.py``).
 """
 
