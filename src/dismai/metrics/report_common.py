@@ -13,7 +13,7 @@ import numpy as np
 from dismai.fileio import atomic_path
 
 __all__ = ["TRAIN_COLOUR", "GEN_COLOUR", "csv_number", "csv_field", "figure", "save_png",
-           "binned_percentages", "motif_bars"]
+           "binned_percentages", "motif_bars", "histogram_bars"]
 
 TRAIN_COLOUR = "#4C72B0"
 GEN_COLOUR = "#DD8452"
@@ -88,3 +88,19 @@ def motif_bars(ax, labels, stats: dict, horizontal: bool = False) -> None:
     else:
         ax.set_xticks(pos)
         ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
+
+
+def histogram_bars(ax, edges: np.ndarray, train, gen) -> None:
+    """Train and generated percentages per bin (binned_percentages) as overlaid bars, each
+    labelled with how many of its finite values fell in range; None series are skipped."""
+    centres = (edges[1:] + edges[:-1]) / 2
+    width = 0.95 * (edges[1] - edges[0])
+    for data, colour, name in ((train, TRAIN_COLOUR, "train"), (gen, GEN_COLOUR, "generated")):
+        if data is None:
+            continue
+        pct, n_in = binned_percentages(data, edges)
+        n_all = int(np.isfinite(np.asarray(data, dtype=float)).sum())
+        ax.bar(centres, pct, width, color=colour, alpha=0.55,
+               label=f"{name} ({n_in}/{n_all} in range)")
+    ax.set_ylabel("% of structures")
+    ax.legend(loc="best", fontsize=8)

@@ -23,7 +23,7 @@ from dismai.metrics.asi.motifs import motif_labels
 from dismai.metrics.asi.rdf import RDF_R
 from dismai.metrics.report_common import GEN_COLOUR as _GEN
 from dismai.metrics.report_common import TRAIN_COLOUR as _TRAIN
-from dismai.metrics.report_common import binned_percentages, motif_bars
+from dismai.metrics.report_common import binned_percentages, histogram_bars, motif_bars
 from dismai.metrics.report_common import csv_field as _csv_field
 from dismai.metrics.report_common import csv_number as _num
 from dismai.metrics.report_common import figure as _figure
@@ -138,20 +138,9 @@ def plot_energy_histogram(train_delta_mev, gen_delta_mev, path) -> None:
     """ΔE = E - mean(E_train) in meV/atom, % per 5 meV bin on -50...100 (§6.3)."""
     fig = _figure(7, 4.2)
     ax = fig.add_subplot()
-    centres = (ENERGY_BIN_EDGES[1:] + ENERGY_BIN_EDGES[:-1]) / 2
-    w = ENERGY_BIN_EDGES[1] - ENERGY_BIN_EDGES[0]
-    for data, colour, name in ((train_delta_mev, _TRAIN, "train"),
-                               (gen_delta_mev, _GEN, "generated")):
-        if data is None:
-            continue
-        pct, n_in = energy_histogram(data)
-        n_all = int(np.isfinite(np.asarray(data, dtype=float)).sum())
-        ax.bar(centres, pct, w * 0.95, color=colour, alpha=0.55,
-               label=f"{name} ({n_in}/{n_all} in range)")
+    histogram_bars(ax, ENERGY_BIN_EDGES, train_delta_mev, gen_delta_mev)
     ax.set_xlabel("E - mean(E_train) (meV/atom)")
-    ax.set_ylabel("% of structures")
     ax.set_title("Energy relative to the training mean")
-    ax.legend(loc="best", fontsize=8)
     _save_png(fig, path)
 
 

@@ -19,15 +19,12 @@ from dismai.metrics.interface.evaluate import (
     GAMMA_BIN_EDGES,
     METRIC_NAMES,
     InterfaceEvaluation,
-    gamma_histogram,
 )
 from dismai.metrics.interface.motifs import CATIONS
-from dismai.metrics.report_common import GEN_COLOUR as _GEN
-from dismai.metrics.report_common import TRAIN_COLOUR as _TRAIN
 from dismai.metrics.report_common import csv_field as _csv_field
 from dismai.metrics.report_common import csv_number as _num
 from dismai.metrics.report_common import figure as _figure
-from dismai.metrics.report_common import motif_bars
+from dismai.metrics.report_common import histogram_bars, motif_bars
 from dismai.metrics.report_common import save_png as _save_png
 
 __all__ = ["per_structure_csv", "plot_gamma_histogram", "plot_motif_breakdown",
@@ -69,19 +66,9 @@ def plot_gamma_histogram(train_gamma, gen_gamma, path) -> None:
     """Interface-energy distributions, % per 0.05 J/m^2 bin on -0.5...0.5 (§7.2)."""
     fig = _figure(7, 4.2)
     ax = fig.add_subplot()
-    centres = (GAMMA_BIN_EDGES[1:] + GAMMA_BIN_EDGES[:-1]) / 2
-    w = GAMMA_BIN_EDGES[1] - GAMMA_BIN_EDGES[0]
-    for data, colour, name in ((train_gamma, _TRAIN, "train"), (gen_gamma, _GEN, "generated")):
-        if data is None:
-            continue
-        pct, n_in = gamma_histogram(np.asarray(data, dtype=np.float64))
-        n_all = int(np.isfinite(np.asarray(data, dtype=float)).sum())
-        ax.bar(centres, pct, w * 0.95, color=colour, alpha=0.55,
-               label=f"{name} ({n_in}/{n_all} in range)")
+    histogram_bars(ax, GAMMA_BIN_EDGES, train_gamma, gen_gamma)
     ax.set_xlabel("normalised interface energy γ (J/m²)")
-    ax.set_ylabel("% of structures")
     ax.set_title("Interface energy (eq. 6)")
-    ax.legend(loc="best", fontsize=8)
     _save_png(fig, path)
 
 
