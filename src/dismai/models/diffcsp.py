@@ -575,12 +575,8 @@ class DiffCSP(TrainableModel):
         pred, pred_l = self.denoise(xt, t, lat_t.float())
         return {"coord": F.mse_loss(pred, target), "lattice": F.mse_loss(pred_l, eps_l.float())}
 
-    def loss(self, x0: torch.Tensor, gen: torch.Generator,
-             keep_lattice: bool = True) -> torch.Tensor:
-        """Training objective: coord + cost_lattice * lattice (spec §1.4, cost_coord 1)."""
-        return self._total(self.loss_terms(x0, gen, keep_lattice))
-
-    def _total(self, terms: dict) -> torch.Tensor:
+    def _total(self, terms: dict):
+        """Training objective from loss_terms: coord + cost_lattice * lattice (spec §1.4)."""
         if "lattice" in terms:
             return terms["coord"] + self.config.cost_lattice * terms["lattice"]
         return terms["coord"]
@@ -604,16 +600,13 @@ class DiffCSP(TrainableModel):
     def start_epoch(self, epoch: int) -> None:
         self._epoch = epoch
 
-    def validation_loss(self, epoch: int) -> float:
-        """Mean coordinate loss on the validation set with fresh t and noise (spec §1.4).
+    def validation_terms(self, epoch: int) -> dict[str, float]:
+        """Per-term validation means with fresh t and noise (spec §1.4), under the same lattice
+        rule as training in that epoch.
 
         Its generator is seeded from (seed, epoch): reproducible and independent of the
         training stream, so nothing extra needs checkpointing.
         """
-        return self._total(self.validation_terms(epoch))
-
-    def validation_terms(self, epoch: int) -> dict[str, float]:
-        """Per-term validation means (same lattice rule as training in that epoch)."""
         g = torch.Generator(device=self._dev)
         g.manual_seed((self.config.seed * 1_000_003 + 7919 * (epoch + 1)) % 2**63)
         sums, bs = {}, self.config.batch_size
