@@ -98,33 +98,25 @@ def main():
     at.rattle(0.1, seed=3)
     ss = StructureSet.from_atoms([at])
     print("\nrelaxation, 64-atom diamond rattled 0.1 Å (sw-vink)")
-    for backend, opt in [("numpy", "cg"), ("lammps", "cg"), ("lammps", "fire"),
-                         ("lammps", "lammps-cg")]:
+    # (label, energy model, relax_structures options)
+    cases = [(f"{backend:6s} {opt:10s}", "sw-vink",
+              {"optimizer": opt, "model_kwargs": {"backend": backend}})
+             for backend, opt in [("numpy", "cg"), ("lammps", "cg"), ("lammps", "fire"),
+                                  ("lammps", "lammps-cg")]]
+    if args.mlip:
+        cases += [(f"{name:17s}", name, {}) for name in ("chgnet", "sevennet")]
+    for label, model, options in cases:
         try:
             t = time.perf_counter()
-            run = relax_structures(ss, "sw-vink", n_workers=1, progress=False,
-                                   optimizer=opt, model_kwargs={"backend": backend})
+            run = relax_structures(ss, model, n_workers=1, progress=False, **options)
             dt = time.perf_counter() - t
         except BackendUnavailable as exc:
-            print(f"  {backend}/{opt}: skipped ({exc})")
+            print(f"  {'/'.join(label.split())}: skipped ({exc})")
             continue
         r = run.table[0]
-        print(f"  {backend:6s} {opt:10s} {r['status']:10s} steps {r['steps']:4d}  "
+        print(f"  {label} {r['status']:10s} steps {r['steps']:4d}  "
               f"E {r['e_initial']:.5f} -> {r['e_final']:.5f} eV/atom  "
               f"fmax {r['fmax_final']:.4f}  {dt:.2f} s")
-    if args.mlip:
-        for name in ("chgnet", "sevennet"):
-            try:
-                t = time.perf_counter()
-                run = relax_structures(ss, name, n_workers=1, progress=False)
-                dt = time.perf_counter() - t
-            except BackendUnavailable as exc:
-                print(f"  {name}: skipped ({exc})")
-                continue
-            r = run.table[0]
-            print(f"  {name:17s} {r['status']:10s} steps {r['steps']:4d}  "
-                  f"E {r['e_initial']:.5f} -> {r['e_final']:.5f} eV/atom  "
-                  f"fmax {r['fmax_final']:.4f}  {dt:.2f} s")
     print(f"\nE(diamond, Vink SW) reference: {-2 * 1.64833:.5f} eV/atom; "
           f"np.__version__ {np.__version__}")
 

@@ -126,15 +126,6 @@ def bench_rows(result: dict, baselines: dict) -> tuple[list[str], list[list[str]
     return header, rows
 
 
-def text_table(header, rows) -> str:
-    """Plain aligned columns (no terminal-width wrapping, so logs stay readable)."""
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-             for r in [header, *rows]]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines) + "\n"
-
-
 def _markdown_table(header, rows) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -289,6 +280,8 @@ def register(app: typer.Typer) -> None:
         quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
     ) -> None:
         """Train, sample, evaluate, and compare with the noise floor and baselines."""
+        from dismai.metrics.report_common import text_table
+
         res = run_bench(model, dataset, preset, config, n, out, seed, progress=not quiet)
         typer.echo(f"{model} on {dataset} (n = {n}, preset {preset}); 95 % intervals in [ ]")
         typer.echo(text_table(res["header"], res["rows"]))

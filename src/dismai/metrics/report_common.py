@@ -12,8 +12,9 @@ import numpy as np
 
 from dismai.fileio import atomic_path
 
-__all__ = ["TRAIN_COLOUR", "GEN_COLOUR", "csv_number", "csv_field", "figure", "save_png",
-           "binned_percentages", "motif_bars", "histogram_bars"]
+__all__ = ["TRAIN_COLOUR", "GEN_COLOUR", "csv_number", "csv_field", "format_number",
+           "text_table", "figure", "save_png", "binned_percentages", "motif_bars",
+           "plot_histograms"]
 
 TRAIN_COLOUR = "#4C72B0"
 GEN_COLOUR = "#DD8452"
@@ -30,6 +31,30 @@ def csv_number(x) -> str:
 def csv_field(s: str) -> str:
     """Quote a text cell that holds a comma or a quote."""
     return f'"{s}"' if ("," in s or '"' in s) else s
+
+
+def format_number(x) -> str:
+    """Table cell: 4 significant digits, scientific below 1e-3; '-' for None, 'nan' for NaN/inf."""
+    if x is None:
+        return "-"
+    x = float(x)
+    if not np.isfinite(x):
+        return "nan"
+    return f"{x:.4g}" if abs(x) >= 1e-3 or x == 0 else f"{x:.3e}"
+
+
+def text_table(header, rows, numbers_right: bool = False) -> str:
+    """Plain aligned columns under a dashed rule (no terminal-width wrapping, so logs stay
+    readable).  numbers_right: right-align every column but the first."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def cell(i, c, w):
+        return c.rjust(w) if numbers_right and i > 0 else c.ljust(w)
+
+    lines = ["  ".join(cell(i, c, w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+             .rstrip() for r in [header, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines) + "\n"
 
 
 def figure(width: float, height: float):
@@ -90,9 +115,11 @@ def motif_bars(ax, labels, stats: dict, horizontal: bool = False) -> None:
         ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
 
 
-def histogram_bars(ax, edges: np.ndarray, train, gen) -> None:
+def plot_histograms(path, edges: np.ndarray, train, gen, xlabel: str, title: str) -> None:
     """Train and generated percentages per bin (binned_percentages) as overlaid bars, each
-    labelled with how many of its finite values fell in range; None series are skipped."""
+    labelled with how many of its finite values fell in range (None series are skipped)."""
+    fig = figure(7, 4.2)
+    ax = fig.add_subplot()
     centres = (edges[1:] + edges[:-1]) / 2
     width = 0.95 * (edges[1] - edges[0])
     for data, colour, name in ((train, TRAIN_COLOUR, "train"), (gen, GEN_COLOUR, "generated")):
@@ -102,5 +129,8 @@ def histogram_bars(ax, edges: np.ndarray, train, gen) -> None:
         n_all = int(np.isfinite(np.asarray(data, dtype=float)).sum())
         ax.bar(centres, pct, width, color=colour, alpha=0.55,
                label=f"{name} ({n_in}/{n_all} in range)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("% of structures")
+    ax.set_title(title)
     ax.legend(loc="best", fontsize=8)
+    save_png(fig, path)

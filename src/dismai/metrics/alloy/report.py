@@ -20,6 +20,7 @@ from dismai.metrics.report_common import binned_percentages as _binned
 from dismai.metrics.report_common import csv_number as _num
 from dismai.metrics.report_common import figure as _figure
 from dismai.metrics.report_common import save_png as _save_png
+from dismai.metrics.report_common import text_table
 
 __all__ = [
     "ENERGY_BIN_EDGES",
@@ -175,7 +176,7 @@ def format_table(metrics: dict, noise_floor: dict | None = None) -> str:
     """Readable table: metric, value, pivotal 95 % interval, validation-vs-train noise floor."""
     names = [n for n in METRIC_NAMES if n in metrics] + [n for n in metrics
                                                           if n not in METRIC_NAMES]
-    rows = [("metric", "value", "95% CI (pivotal)", "noise floor (val vs train)")]
+    rows = []
     for n in names:
         m = metrics[n]
         floor = (noise_floor or {}).get(n)
@@ -183,11 +184,8 @@ def format_table(metrics: dict, noise_floor: dict | None = None) -> str:
         if floor is not None and floor.get("lower_error") is not None:
             floor_s += f" {_interval(floor)}"
         rows.append((_LABELS.get(n, n), _fmt(m.get("value")), _interval(m), floor_s))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-             for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines) + "\n"
+    return text_table(("metric", "value", "95% CI (pivotal)", "noise floor (val vs train)"),
+                      rows)
 
 
 def write_outputs(evaluation: AlloyEvaluation, reference: dict, out_dir) -> dict[str, Path]:

@@ -160,6 +160,15 @@ def motif_table(feats: ASiFeatures, reference: dict, **boot) -> dict:
             "upper_error": np.asarray(hi).tolist()}
 
 
+def checked_features(gen: StructureSet, features, compute, n_workers):
+    """``features`` if given (one row per structure of gen, else ValueError), otherwise
+    ``compute(gen, n_workers)``: shared by the relaxed-structure suites."""
+    feats = compute(gen, n_workers) if features is None else features
+    if len(feats) != len(gen):
+        raise ValueError(f"features have {len(feats)} rows for {len(gen)} structures")
+    return feats
+
+
 def relax_accounting(gen: StructureSet, relax_results, n_generated: int | None,
                      n_failed_postprocess: int):
     """(steps, converged, n_relax_failed, n_generated) shared by the relaxed-structure suites.
@@ -211,9 +220,7 @@ def evaluate(gen: StructureSet, reference: dict, n_generated: int | None = None,
     if workers is not None:
         n_workers = workers
     m = len(gen)
-    feats = compute_features(gen, n_workers) if features is None else features
-    if len(feats) != m:
-        raise ValueError(f"features have {len(feats)} rows for {m} structures")
+    feats = checked_features(gen, features, compute_features, n_workers)
     steps, conv, n_relax_failed, n_gen = relax_accounting(gen, relax_results, n_generated,
                                                           n_failed_postprocess)
     boot = {"n_reps": n_reps, "conf_level": conf_level, "seed": seed}

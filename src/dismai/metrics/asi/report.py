@@ -23,10 +23,11 @@ from dismai.metrics.asi.motifs import motif_labels
 from dismai.metrics.asi.rdf import RDF_R
 from dismai.metrics.report_common import GEN_COLOUR as _GEN
 from dismai.metrics.report_common import TRAIN_COLOUR as _TRAIN
-from dismai.metrics.report_common import binned_percentages, histogram_bars, motif_bars
+from dismai.metrics.report_common import binned_percentages, motif_bars, plot_histograms, text_table
 from dismai.metrics.report_common import csv_field as _csv_field
 from dismai.metrics.report_common import csv_number as _num
 from dismai.metrics.report_common import figure as _figure
+from dismai.metrics.report_common import format_number as _fmt
 from dismai.metrics.report_common import save_png as _save_png
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
 
 #: §6.3: np.arange(-50, 100 + 5, 5) meV/atom, 31 edges, 30 bins
 ENERGY_BIN_EDGES = np.arange(-50.0, 100.0 + 5.0, 5.0)
+TABLE_HEADER = ("metric", "value", "lower err", "upper err", "noise floor (val)")
 _METRIC_TITLES = {
     "d_motif": "d_motif (fingerprint, Euclidean)",
     "cos_motif": "cos_motif (fingerprint, cosine)",
@@ -136,18 +138,14 @@ def plot_motifs(ev: ASiEvaluation, path) -> None:
 
 def plot_energy_histogram(train_delta_mev, gen_delta_mev, path) -> None:
     """ΔE = E - mean(E_train) in meV/atom, % per 5 meV bin on -50...100 (§6.3)."""
-    fig = _figure(7, 4.2)
-    ax = fig.add_subplot()
-    histogram_bars(ax, ENERGY_BIN_EDGES, train_delta_mev, gen_delta_mev)
-    ax.set_xlabel("E - mean(E_train) (meV/atom)")
-    ax.set_title("Energy relative to the training mean")
-    _save_png(fig, path)
+    plot_histograms(path, ENERGY_BIN_EDGES, train_delta_mev, gen_delta_mev,
+                    "E - mean(E_train) (meV/atom)", "Energy relative to the training mean")
 
 
 def format_table(metrics: dict, noise_floor: dict | None = None) -> str:
     """Plain-text table: metric, value, pivotal errors, and the val-vs-train noise floor."""
     noise_floor = noise_floor or {}
-    rows = [("metric", "value", "lower err", "upper err", "noise floor (val)")]
+    rows = []
     for name in METRIC_NAMES:
         if name not in metrics:
             continue
@@ -161,23 +159,7 @@ def format_table(metrics: dict, noise_floor: dict | None = None) -> str:
             m = metrics[name]
             rows.append((name, _fmt(m.get("value")), _fmt(m.get("lower_error")),
                          _fmt(m.get("upper_error")), "-"))
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    lines = []
-    for k, r in enumerate(rows):
-        lines.append("  ".join(c.ljust(widths[i]) if i == 0 else c.rjust(widths[i])
-                               for i, c in enumerate(r)))
-        if k == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines) + "\n"
-
-
-def _fmt(x) -> str:
-    if x is None:
-        return "-"
-    x = float(x)
-    if not np.isfinite(x):
-        return "nan"
-    return f"{x:.4g}" if abs(x) >= 1e-3 or x == 0 else f"{x:.3e}"
+    return text_table(TABLE_HEADER, rows, numbers_right=True)
 
 
 def write_outputs(ev: ASiEvaluation, reference: dict, out_dir) -> dict[str, Path]:

@@ -23,6 +23,7 @@ import numpy as np
 
 from dismai.datasets.interface_recipe import interface_energy
 from dismai.metrics.asi.evaluate import (
+    checked_features,
     energies_per_atom,
     mean_relax_steps_metric,
     relax_accounting,
@@ -148,9 +149,7 @@ def evaluate(gen: StructureSet, reference: dict, n_generated: int | None = None,
     relax_results: a RelaxRun or see :func:`dismai.metrics.asi.evaluate.relax_steps`.
     """
     m = len(gen)
-    feats = compute_features(gen, n_workers) if features is None else features
-    if len(feats) != m:
-        raise ValueError(f"features have {len(feats)} rows for {m} structures")
+    feats = checked_features(gen, features, compute_features, n_workers)
     steps, conv, n_relax_failed, n_gen = relax_accounting(gen, relax_results, n_generated,
                                                           n_failed_postprocess)
     boot = {"n_reps": n_reps, "conf_level": conf_level, "seed": seed}

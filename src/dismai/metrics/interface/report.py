@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from dismai.fileio import write_json, write_text
-from dismai.metrics.asi.report import _fmt
+from dismai.metrics.asi.report import TABLE_HEADER
 from dismai.metrics.interface.evaluate import (
     GAMMA_BIN_EDGES,
     METRIC_NAMES,
@@ -24,7 +24,8 @@ from dismai.metrics.interface.motifs import CATIONS
 from dismai.metrics.report_common import csv_field as _csv_field
 from dismai.metrics.report_common import csv_number as _num
 from dismai.metrics.report_common import figure as _figure
-from dismai.metrics.report_common import histogram_bars, motif_bars
+from dismai.metrics.report_common import format_number as _fmt
+from dismai.metrics.report_common import motif_bars, plot_histograms, text_table
 from dismai.metrics.report_common import save_png as _save_png
 
 __all__ = ["per_structure_csv", "plot_gamma_histogram", "plot_motif_breakdown",
@@ -64,12 +65,8 @@ def per_structure_csv(ev: InterfaceEvaluation, reference: dict) -> str:
 
 def plot_gamma_histogram(train_gamma, gen_gamma, path) -> None:
     """Interface-energy distributions, % per 0.05 J/m^2 bin on -0.5...0.5 (§7.2)."""
-    fig = _figure(7, 4.2)
-    ax = fig.add_subplot()
-    histogram_bars(ax, GAMMA_BIN_EDGES, train_gamma, gen_gamma)
-    ax.set_xlabel("normalised interface energy γ (J/m²)")
-    ax.set_title("Interface energy (eq. 6)")
-    _save_png(fig, path)
+    plot_histograms(path, GAMMA_BIN_EDGES, train_gamma, gen_gamma,
+                    "normalised interface energy γ (J/m²)", "Interface energy (eq. 6)")
 
 
 def plot_motif_breakdown(ev: InterfaceEvaluation, species: str, path) -> None:
@@ -89,22 +86,15 @@ def plot_motif_breakdown(ev: InterfaceEvaluation, species: str, path) -> None:
 def format_table(metrics: dict, noise_floor: dict | None = None) -> str:
     """Plain-text table: metric, value, pivotal errors, and the val-vs-train noise floor."""
     noise_floor = noise_floor or {}
-    rows = [("metric", "value", "lower err", "upper err", "noise floor (val)")]
     names = [n for n in METRIC_NAMES if n in metrics] + [n for n in metrics
                                                          if n not in METRIC_NAMES]
+    rows = []
     for name in names:
         m = metrics[name]
         nf = noise_floor.get(name)
         rows.append((_TITLES.get(name, name), _fmt(m.get("value")), _fmt(m.get("lower_error")),
                      _fmt(m.get("upper_error")), _fmt(nf.get("value")) if nf else "-"))
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    lines = []
-    for k, r in enumerate(rows):
-        lines.append("  ".join(c.ljust(widths[i]) if i == 0 else c.rjust(widths[i])
-                               for i, c in enumerate(r)))
-        if k == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines) + "\n"
+    return text_table(TABLE_HEADER, rows, numbers_right=True)
 
 
 def write_outputs(ev: InterfaceEvaluation, reference: dict, out_dir) -> dict[str, Path]:
