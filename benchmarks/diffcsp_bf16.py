@@ -25,6 +25,7 @@ import torch
 from scipy.spatial import cKDTree
 
 from dismai.cli_models import _load_model
+from dismai.models import ModelError
 from dismai.models.diffcsp import reference_forward
 
 
@@ -56,7 +57,12 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")
     args = ap.parse_args()
-    m, src = _load_model(args.run_dir, device=args.device)
+    try:
+        m, src = _load_model(args.run_dir, device=args.device)
+    except (ModelError, OSError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+    if m.name != "diffcsp":
+        raise SystemExit(f"error: {src} holds a {m.name} model; this benchmark needs diffcsp")
     dev, net, cfg = m.device, m.net, m.config
     print(f"model {src} on {dev.type}: {cfg.num_layers} x {cfg.hidden_dim}, "
           f"T = {cfg.timesteps}, N = {m.template.n_atoms}")
