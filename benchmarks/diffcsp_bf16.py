@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
-from dismai.cli_models import _load_model
 from dismai.models import ModelError
 from dismai.models.diffcsp import reference_forward
+from dismai.workflows import load_run as _load_model
 
 
 def _ctx(dev: torch.device, amp: bool):

@@ -20,6 +20,7 @@ from dismai.energy.cluster_expansion import (
     count_vector,
     formation_energy,
 )
+from dismai.extxyz import write_extxyz
 from dismai.metrics.alloy.clusters import cluster_counts, rotated_star, star_vectors
 from dismai.metrics.alloy.evaluate import evaluate
 from dismai.metrics.alloy.lattice_match import (
@@ -35,7 +36,6 @@ from dismai.metrics.alloy.reference import build_reference
 from dismai.metrics.alloy.report import (
     binned_percentages,
     energy_histogram,
-    format_table,
     per_structure_csv,
 )
 from dismai.metrics.alloy.sro import warren_cowley
@@ -354,7 +354,9 @@ def test_evaluate_metrics_and_reference(reference):
     assert ev.sro.shape == (30, 12) and ev.formation_energy.shape == (30,)
     csv = per_structure_csv(ev).splitlines()
     assert len(csv) == 31 and len(csv[0].split(",")) == 6 + 12 + 45
-    table = format_table(ev.metrics, reference["noise_floor"])
+    from dismai.evaluation import format_table
+
+    table = format_table(ev.metrics, reference["noise_floor"], {"pct_failed": "% failed"})
     assert "d_cluster" in table and "% failed" in table and "noise floor" in table
 
 
@@ -373,11 +375,12 @@ def test_energy_histogram_binning():
 # ----------------------------------------------------------------------------- dispatcher
 def test_evaluate_structures_writes_outputs(tmp_path, reference):
     from dismai.evaluation import evaluate_structures
+    from dismai.families import get_family
 
     gen = structures_from_site_species(random_site_species(12, seed=13))
-    ds = SimpleNamespace(name="alloy-test", spec=SimpleNamespace(family="alloy"),
+    ds = SimpleNamespace(name="alloy-test", family=get_family("alloy"),
                          reference=reference, template=gen[0])
-    out = evaluate_structures(gen, ds, n_generated=15, out_dir=tmp_path)
+    out = evaluate_structures(gen, ds, n_generated=15, out_dir=tmp_path).to_json()
     assert list(out) == ["dataset", "n_input", "n_generated", "lattice_match", "metrics",
                          "noise_floor"]
     assert (out["dataset"], out["n_input"], out["n_generated"]) == ("alloy-test", 12, 15)
@@ -393,7 +396,8 @@ def test_evaluate_structures_writes_outputs(tmp_path, reference):
 
 def test_evaluate_file_against_built_dataset(tmp_path, monkeypatch, reference):
     from dismai.datasets import registry
-    from dismai.evaluation import evaluate_file
+    from dismai.families.base import reference_header
+    from dismai.workflows import evaluate_file
 
     name = "alloy-300K-narrow"
     data = tmp_path / "data"
@@ -402,12 +406,13 @@ def test_evaluate_file_against_built_dataset(tmp_path, monkeypatch, reference):
     np.save(data / f"{name}.npy", raw)
     sha = hashlib.sha256((data / f"{name}.npy").read_bytes()).hexdigest()
     (data / f"{name}.json").write_text(json.dumps({"sha256": sha, "n_train": 40}))
-    (data / f"{name}.reference.json").write_text(json.dumps(reference))
+    ref = {**reference_header("alloy", name, 256, 40, 20), **reference}
+    (data / f"{name}.reference.json").write_text(json.dumps(ref))
     monkeypatch.setattr(registry, "DATA_DIR", data)
     gen = structures_from_site_species(random_site_species(5, seed=14))
     path = tmp_path / "gen.extxyz"
-    gen.write_extxyz(path)
-    out = evaluate_file(path, name, out_dir=tmp_path / "out")
+    write_extxyz(gen, path)
+    out = evaluate_file(path, name, out=tmp_path / "out").to_json()
     assert out["n_input"] == 5 and out["metrics"]["pct_failed"]["value"] == 0.0
     assert (tmp_path / "out" / "metrics.json").is_file()
     bad = tmp_path / "bad.extxyz"

@@ -64,10 +64,15 @@ def test_tiny_build_is_deterministic(tmp_path):
 
     small = dict(n_parents=1, parent_atoms=512, quench_rate=1e15, melt_ps=1.0,
                  n_candidates=4, n_structures=3, train_fraction=0.67)
+    calls = []
+    # regression: the a-Si build used to call a one-argument CLI callback with two
+    # arguments (TypeError); every long job now reports (stage, done, total, **fields)
     a = build_dataset("a-si", out_dir=tmp_path / "a", work_dir=tmp_path / "wa", n_workers=1,
-                      **small)
+                      progress=True, **small)
     b = build_dataset("a-si", out_dir=tmp_path / "b", work_dir=tmp_path / "wb", n_workers=1,
+                      progress=lambda stage, done, total, **f: calls.append((stage, done, total)),
                       **small)
+    assert ("parent melt-quenches", 1, 1) in calls and ("relaxation", 4, 4) in calls
     assert a["data"].read_bytes() == b["data"].read_bytes()
     assert a["energy"].read_bytes() == b["energy"].read_bytes()
     man = json.loads(a["manifest"].read_text())

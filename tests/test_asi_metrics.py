@@ -10,6 +10,7 @@ import pytest
 
 pytest.importorskip("pymatgen.core")
 
+from dismai.evaluation import format_table  # noqa: E402
 from dismai.metrics.asi.angles import angle_distribution, structure_bond_angles  # noqa: E402
 from dismai.metrics.asi.evaluate import evaluate  # noqa: E402
 from dismai.metrics.asi.features import fingerprints_and_angles  # noqa: E402
@@ -21,7 +22,7 @@ from dismai.metrics.asi.motifs import (  # noqa: E402
 )
 from dismai.metrics.asi.rdf import RDF_R, rdf, rdf_supercell_bruteforce  # noqa: E402
 from dismai.metrics.asi.reference import build_reference  # noqa: E402
-from dismai.metrics.asi.report import energy_histogram, format_table, write_outputs  # noqa: E402
+from dismai.metrics.asi.report import energy_histogram, write_outputs  # noqa: E402
 from dismai.metrics.crystalnn import voronoi_cells, voronoi_cells_pymatgen  # noqa: E402
 from dismai.structures import StructureSet  # noqa: E402
 
@@ -297,7 +298,7 @@ def test_noise_floor_and_metrics(tmp_path):
     table = format_table(ev_same.metrics, nf)
     assert "d_motif" in table and "noise floor" in table
     paths = write_outputs(ev_same, ref, tmp_path)
-    for key in ("rdf", "angles", "motifs", "energy", "csv", "table", "npz"):
+    for key in ("rdf", "angles", "motifs", "energy", "csv", "npz"):
         assert paths[key].exists() and paths[key].stat().st_size > 0
     assert paths["rdf"].read_bytes()[:4] == b"\x89PNG"
     assert len(paths["csv"].read_text().splitlines()) == 4

@@ -8,9 +8,9 @@ from typer.testing import CliRunner
 
 from dismai.cli import app
 from dismai.datasets import load
-from dismai.datasets.registry import is_shipped
+from dismai.datasets.registry import is_built
 
-pytestmark = pytest.mark.skipif(not is_shipped("alloy-300K-narrow"),
+pytestmark = pytest.mark.skipif(not is_built("alloy-300K-narrow"),
                                 reason="alloy datasets not built")
 runner = CliRunner()
 
@@ -147,9 +147,9 @@ def test_n_generated_smaller_than_input(val_file):
 
 
 def test_shipped_checksums():
-    from dismai.datasets.registry import DATASETS
+    from dismai.datasets import dataset_names
 
-    for name in DATASETS:
+    for name in dataset_names():
         if name.startswith("alloy"):
             ds = load(name)  # verifies the sha256 against the manifest
             assert len(ds.train) == 1200 and len(ds.val) == 300

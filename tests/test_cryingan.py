@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import itertools
-import os
-import signal
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from dismai.datasets.alloy_recipe import random_site_species, structures_from_site_species
 from dismai.models import create_model
 from dismai.models import cryingan as cg
 from dismai.models.cryingan import Critic, CryinGAN, Generator, gradient_penalty
 from dismai.models.periodic_knn import neighbour_distances, periodic_knn
-from dismai.models.training import TrainingInterrupted
 from dismai.structures import StructureSet
+from dismai.testing import check_generative_model, model_state
 
 TINY = {"batch_size": 8, "gen_channels_1": 4, "gen_channels": [8, 16, 8],
         "critic_channels": [8, 8, 8], "critic_hidden": [16, 8], "device": "cpu",
@@ -29,11 +26,6 @@ BLOCKS = [(0, 5), (5, 12), (12, 16)]
 def triclinic_cell() -> np.ndarray:
     a, b, c, gamma = 12.46997, 17.19967, 40.0, np.radians(75.6674)
     return np.array([[a, 0, 0], [b * np.cos(gamma), b * np.sin(gamma), 0], [0, 0, c]])
-
-
-@pytest.fixture(scope="module")
-def alloy():
-    return structures_from_site_species(random_site_species(16, seed=1))
 
 
 # ---------------------------------------------------------------------------- networks
@@ -270,15 +262,6 @@ def test_variants_train(alloy, variant, tmp_path):
         assert m.coord_critic.convs[0].in_features == 3 + 6
 
 
-def _all_state(m: CryinGAN):
-    out = dict(m.state_dict())
-    for name, opt in m.optimizers.items():
-        for i, st in opt.state_dict()["state"].items():
-            for k, v in st.items():
-                out[f"opt.{name}.{i}.{k}"] = v
-    return out
-
-
 def _train(alloy, run, on_step=None, resume=False, **extra):
     cfg = {**TINY, "epochs": 3, "translation_grid": [4, 4, 4], "augment_copies": 2,
            "gen_int": 3, "checkpoint_every": 4, **extra}
@@ -287,23 +270,13 @@ def _train(alloy, run, on_step=None, resume=False, **extra):
     return m
 
 
-def test_resume_after_sigint_equals_uninterrupted(alloy, tmp_path):
-    """3 epochs x 3 batches; SIGINT at step 5 (mid-epoch), then --resume."""
-    ref = _train(alloy, tmp_path / "ref")
-
-    def interrupt(step):
-        if step == 5:
-            os.kill(os.getpid(), signal.SIGINT)
-
-    with pytest.raises(TrainingInterrupted, match="SIGINT at step 5"):
-        _train(alloy, tmp_path / "run", on_step=interrupt)
-    assert not (tmp_path / "run" / "model.pt").exists()
-    got = _train(alloy, tmp_path / "run", resume=True)
-    a, b = _all_state(ref), _all_state(got)
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert (tmp_path / "ref" / "losses.csv").read_text() == \
-        (tmp_path / "run" / "losses.csv").read_text()
-    assert np.array_equal(ref.sample(4, seed=1).frac, got.sample(4, seed=1).frac)
+def test_model_contract(alloy, tmp_path):
+    """dismai.testing: determinism, round trip, permutation invariance of the critic, and
+    SIGINT mid-epoch (step 5 of 3 epochs x 3 batches) then resume, bit-identical."""
+    cfg = {**TINY, "epochs": 3, "translation_grid": [4, 4, 4], "augment_copies": 2,
+           "gen_int": 3, "checkpoint_every": 4}
+    check_generative_model("cryingan", cfg, alloy[:12], tmp_path, val=alloy[12:],
+                           interrupt_at=5)
 
 
 def test_resume_after_crash_truncates_log_and_equals_uninterrupted(alloy, tmp_path):
@@ -318,7 +291,7 @@ def test_resume_after_crash_truncates_log_and_equals_uninterrupted(alloy, tmp_pa
         _train(alloy, tmp_path / "run", on_step=crash)
     assert len((tmp_path / "run" / "losses.csv").read_text().splitlines()) == 3  # header + 2
     got = _train(alloy, tmp_path / "run", resume=True)
-    a, b = _all_state(ref), _all_state(got)
+    a, b = model_state(ref), model_state(got)
     assert all(torch.equal(a[k], b[k]) for k in a)
     log = (tmp_path / "run" / "losses.csv").read_text()
     assert log == (tmp_path / "ref" / "losses.csv").read_text()

@@ -5,11 +5,11 @@ import json
 import pytest
 
 from dismai.datasets.build import build_dataset
-from dismai.datasets.registry import is_shipped, shipped_paths
+from dismai.datasets.registry import is_built, shipped_paths
 
 
 def _check(name, tmp_path):
-    if not is_shipped(name):
+    if not is_built(name):
         pytest.skip(f"{name} not shipped")
     paths = build_dataset(name, out_dir=tmp_path)
     shipped = json.loads(shipped_paths(name)["manifest"].read_text())

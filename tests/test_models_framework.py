@@ -6,11 +6,11 @@ import json
 
 import numpy as np
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from dismai import fcc
-from dismai.datasets.alloy_recipe import random_site_species, structures_from_site_species
+from dismai.errors import DismaiError
+from dismai.extxyz import read_extxyz, write_extxyz
 from dismai.models import (
     CheckpointError,
     ConfigError,
@@ -27,24 +27,19 @@ from dismai.models.base import check_training_data
 from dismai.models.cryingan import CryinGANConfig
 from dismai.models.training import RunDirError
 from dismai.structures import StructureSet
+from dismai.testing import requires_dataset
 
 TINY = {"epochs": 1, "batch_size": 8, "gen_channels_1": 4, "gen_channels": [8, 8, 8],
         "critic_channels": [8, 8, 8], "critic_hidden": [8, 8], "device": "cpu",
         "n_sample_dump": 2, "checkpoint_minutes": 0.0}
 
 
-@pytest.fixture(scope="module")
-def alloy():
-    return structures_from_site_species(random_site_species(20, seed=3))
-
-
-# ---------------------------------------------------------------------------- registry
 def test_registry_names_and_unknown_model():
     assert {"cryingan", "random", "shuffled-lattice"} <= set(available_models())
     assert get_model_class("cryingan").name == "cryingan"
-    with pytest.raises(UnknownModelError, match="unknown model 'foo'; available: "):
+    with pytest.raises(UnknownModelError, match="unknown model 'foo'; known: "):
         get_model_class("foo")
-    assert issubclass(UnknownModelError, ValueError)
+    assert issubclass(UnknownModelError, DismaiError)
 
 
 # ---------------------------------------------------------------------------- configs
@@ -110,7 +105,7 @@ def test_training_data_errors(alloy):
 
 
 def test_extxyz_with_two_cells_is_one_line_error(tmp_path, alloy):
-    from dismai.cli_models import load_training_data
+    from dismai.workflows import load_training_data
 
     atoms = alloy[:2].to_atoms()
     atoms[1].set_cell(np.eye(3) * 15.0, scale_atoms=False)
@@ -209,22 +204,15 @@ def test_run_dir_is_never_overwritten(tmp_path, alloy):
 
 # ---------------------------------------------------------------------------- CLI
 def _app():
-    from dismai.cli_models import register
+    from dismai.cli import app
 
-    app = typer.Typer()
-
-    @app.callback()
-    def main():  # a group, so commands are addressed by name
-        pass
-
-    register(app)
     return app
 
 
 def test_cli_train_sample_and_errors(tmp_path, alloy):
     app, runner = _app(), CliRunner()
     data = tmp_path / "train.extxyz"
-    alloy[:8].write_extxyz(data)
+    write_extxyz(alloy[:8], data)
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text("\n".join(f"{k}: {json.dumps(v)}" for k, v in TINY.items()) + "\n")
     run = tmp_path / "run"
@@ -238,11 +226,11 @@ def test_cli_train_sample_and_errors(tmp_path, alloy):
     assert (run / "model.pt").exists() and (run / "losses.csv").exists()
     r = invoke("sample", run, "-n", 5, "--seed", 2, "-o", tmp_path / "gen.extxyz")
     assert r.exit_code == 0, r.output
-    gen = StructureSet.read_extxyz(tmp_path / "gen.extxyz")
+    gen = read_extxyz(tmp_path / "gen.extxyz")
     assert len(gen) == 5 and gen.species == alloy.species
     r2 = invoke("sample", run, "-n", 5, "--seed", 2, "-o", tmp_path / "gen2.extxyz")
     assert r2.exit_code == 0
-    assert np.allclose(StructureSet.read_extxyz(tmp_path / "gen2.extxyz").frac, gen.frac)
+    assert np.allclose(read_extxyz(tmp_path / "gen2.extxyz").frac, gen.frac)
 
     bad_cfg = tmp_path / "bad.yaml"
     bad_cfg.write_text("epochz: 3\n")
@@ -270,33 +258,38 @@ class _FakeDataset:
     def __init__(self, structures):
         from types import SimpleNamespace
 
+        from dismai.families import get_family
+
         self.name, self.spec = "fake-alloy", SimpleNamespace(family="alloy")
+        self.family = get_family("alloy")
         self.train, self.val = structures[:12], structures[12:]
         self.template = self.train[0]
 
 
 def test_bench_plumbing_with_stub_evaluation(tmp_path, alloy, monkeypatch):
-    import dismai.cli_models as cm
+    import dismai.workflows as cm
+    from dismai.evaluation import Evaluation
     from dismai.fileio import write_json
 
     calls = []
 
-    def fake_evaluate(gen, dataset, n_generated, out_dir, progress=True, **options):
-        assert progress is False  # run_bench(progress=False) reaches every evaluation
-        calls.append((len(gen), n_generated, out_dir))
-        res = {"dataset": dataset.name, "n_input": len(gen), "n_generated": n_generated,
-               "metrics": {"d_cluster": {"value": float(gen.frac.std()), "lower_error": 0.01,
-                                         "upper_error": 0.02}},
-               "noise_floor": {"d_cluster": {"value": 0.001, "lower_error": None,
-                                             "upper_error": None}}}
-        write_json(out_dir / "metrics.json", res)
+    def fake_evaluate(gen, dataset, n_generated, out, progress=True, **options):
+        assert progress is False  # bench(progress=False) reaches every evaluation
+        calls.append((len(gen), n_generated, out))
+        res = Evaluation(dataset=dataset.name, family="alloy", n_input=len(gen),
+                         n_final=len(gen), n_generated=n_generated,
+                         metrics={"d_cluster": {"value": float(gen.frac.std()),
+                                                "lower_error": 0.01, "upper_error": 0.02}},
+                         noise_floor={"d_cluster": {"value": 0.001, "lower_error": None,
+                                                    "upper_error": None}})
+        write_json(out / "metrics.json", res.to_json())
         return res
 
-    monkeypatch.setattr(cm, "_evaluate", fake_evaluate)
+    monkeypatch.setattr(cm, "evaluate", fake_evaluate)
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text("\n".join(f"{k}: {json.dumps(v)}" for k, v in TINY.items()) + "\n")
     out = tmp_path / "bench"
-    res = cm.run_bench("cryingan", _FakeDataset(alloy), preset="quick", config_file=cfg, n=6,
+    res = cm.bench("cryingan", _FakeDataset(alloy), preset="quick", config_file=cfg, n=6,
                        out=out, progress=False)
     assert [c[:2] for c in calls] == [(6, 6)] * 3
     for p in ("run/model.pt", "samples.extxyz", "metrics.json", "report.md",
@@ -307,17 +300,11 @@ def test_bench_plumbing_with_stub_evaluation(tmp_path, alloy, monkeypatch):
     report = (out / "report.md").read_text()
     assert "| d_cluster |" in report and "smoke configuration" in report
     # a second bench in the same folder reuses the finished run
-    cm.run_bench("cryingan", _FakeDataset(alloy), preset="quick", config_file=cfg, n=6,
+    cm.bench("cryingan", _FakeDataset(alloy), preset="quick", config_file=cfg, n=6,
                  out=out, progress=False)
 
 
-def _shipped(name):
-    from dismai.datasets.registry import is_shipped
-
-    return is_shipped(name)
-
-
-@pytest.mark.skipif(not _shipped("alloy-1500K-narrow"), reason="alloy-1500K-narrow not built")
+@requires_dataset("alloy-1500K-narrow")
 def test_bench_cryingan_end_to_end(tmp_path):
     """CI-sized `dismai bench cryingan` on the shipped alloy dataset with real metrics."""
     app, runner = _app(), CliRunner()

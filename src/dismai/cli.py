@@ -1,12 +1,15 @@
-"""The `dismai` command line: a thin layer over the library.
+"""The `dismai` command line: parse, call one function of dismai.workflows, print.
 
-Every expected failure (bad input file, unknown dataset, bad option) is reported as one
-line on stderr with exit code 2; nothing is left half-written because all writers
-go through `dismai.fileio`.
+Error policy (one place, every command): a :class:`dismai.errors.DismaiError` (bad input,
+unknown names, corrupted files, failed builds) and an unreadable file print one line on
+stderr and exit with code 2; anything else is a bug and shows its traceback after a line
+saying so.  ``--debug`` (or ``DISMAI_DEBUG=1``) shows the traceback always.  An
+interrupted training run exits 128 + signal after its checkpoint is written.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -16,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from dismai.cli_errors import friendly
+from dismai.errors import DismaiError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Generative models and benchmarks for large disordered materials.")
@@ -24,48 +27,99 @@ datasets_app = typer.Typer(no_args_is_help=True, help="List, inspect, build and 
 app.add_typer(datasets_app, name="datasets")
 
 console = Console()
+err_console = Console(stderr=True)
+_STATE = {"debug": False}
 
 
-def _progress(total: int, description: str):
-    """A progress bar with ETA; returns (context manager, advance callback)."""
-    from dismai.progress import make_progress
+def _debug() -> bool:
+    return _STATE["debug"] or os.environ.get("DISMAI_DEBUG", "") not in ("", "0")
 
-    prog = make_progress()
-    task = prog.add_task(description, total=total)
-    return prog, lambda n: prog.advance(task, n)
+
+def fail(message: str, code: int = 2) -> None:
+    err_console.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def friendly(fn):
+    """Apply the error policy of the module docstring to one command."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except KeyboardInterrupt:
+            err_console.print("interrupted")
+            raise typer.Exit(130) from None
+        except Exception as exc:
+            from dismai.models.training import TrainingInterrupted
+
+            if isinstance(exc, TrainingInterrupted):
+                err_console.print(f"interrupted: {exc}; continue with the same command and "
+                                  "--resume", markup=False, highlight=False, soft_wrap=True)
+                raise typer.Exit(128 + exc.signum) from None
+            expected = isinstance(exc, DismaiError) or (
+                isinstance(exc, OSError) and getattr(exc, "filename", None) is not None)
+            if _debug() or not expected:
+                if not expected:
+                    err_console.print("dismai hit an internal error (a bug; please report it "
+                                      "with the traceback below)", markup=False)
+                raise
+            if isinstance(exc, OSError):
+                fail(f"{exc.filename}: {exc.strerror or _one_line(exc)}")
+            fail(_one_line(exc))
+
+    return wrapper
+
+
+@app.callback()
+def _main(debug: bool = typer.Option(False, "--debug", help="show tracebacks of errors")):
+    _STATE["debug"] = debug
+
+
+def _model_names(trainable: bool = False) -> str:
+    from dismai.models.registry import available_models, trainable_models
+
+    return ", ".join(trainable_models() if trainable else available_models())
 
 
 # ------------------------------------------------------------------------------ datasets
 @datasets_app.command("list")
 @friendly
 def datasets_list() -> None:
-    """Table of registered datasets: size, atoms, composition, whether shipped."""
-    from dismai.datasets.registry import DATASETS, is_shipped, shipped_paths
+    """Table of registered datasets: family, size, atoms, composition, whether built."""
+    from dismai.datasets.registry import dataset_specs, find_data_dir, shipped_paths
 
     table = Table(title="dismai datasets")
-    for col in ("name", "family", "structures", "train/val", "atoms", "composition", "shipped"):
+    for col in ("name", "family", "structures", "train/val", "atoms", "composition", "built"):
         table.add_column(col)
-    for name, spec in DATASETS.items():
-        shipped = is_shipped(name)
-        size, split, status = "-", "-", "no (dismai datasets build)"
-        if shipped:
-            man = json.loads(shipped_paths(name)["manifest"].read_text())
-            size = str(man["n_structures"])
-            split = f"{man['n_train']}/{man['n_val']}"
-            status = "preview" if man.get("preview") else "yes"
+    for name, spec in dataset_specs().items():
+        where = find_data_dir(name)
+        size, split, status = "-", "-", f"no (dismai datasets build {name})"
+        if where is not None:
+            man = json.loads(shipped_paths(name, where)["manifest"].read_text())
+            size, split = str(man["n_structures"]), f"{man['n_train']}/{man['n_val']}"
+            status = "preview" if man.get("preview") else "shipped" if where == \
+                shipped_paths(name)["data"].parent else f"built ({where})"
+        family = spec.family + (f" (small {spec.parent})" if spec.parent else "")
         comp = " ".join(f"{k}{v}" for k, v in spec.composition.items())
-        table.add_row(name, spec.family, size, split, str(spec.n_atoms), comp, status)
+        table.add_row(name, family, size, split, str(spec.n_atoms), comp, status)
     Console(width=max(console.width, 120)).print(table)
 
 
 @datasets_app.command("info")
 @friendly
 def datasets_info(name: str = typer.Argument(..., help="dataset name")) -> None:
-    """Print the manifest (recipe, seed, checksum, statistics) of a shipped dataset."""
+    """Print the manifest (recipe, seed, checksum, statistics) of a built dataset."""
     from dismai.datasets import load
 
-    ds = load(name)
-    console.print_json(json.dumps(ds.manifest))
+    console.print_json(json.dumps(load(name).manifest))
 
 
 @datasets_app.command("build")
@@ -73,22 +127,26 @@ def datasets_info(name: str = typer.Argument(..., help="dataset name")) -> None:
 def datasets_build(
     name: str = typer.Argument(..., help="dataset name, or 'all'"),
     seed: int = typer.Option(None, help="recipe seed (default: the shipped seed)"),
-    out: Path = typer.Option(None, "--out", help="output folder (default: the package data)"),
+    out: Path = typer.Option(None, "--out",
+                             help="output folder (default: the user data folder)"),
+    work: Path = typer.Option(None, "--work",
+                              help="resumable work files (default: the user cache folder)"),
+    workers: int = typer.Option(None, "--workers", help="processes (default: all cores)"),
+    quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
 ) -> None:
-    """Regenerate a dataset from its recipe (bit-identical to the shipped file for a seed)."""
-    from dismai.datasets.build import build_dataset
-    from dismai.datasets.registry import DATASETS, get_spec
+    """Regenerate a dataset from its recipe (bit-identical to the shipped file for a seed);
+    an interrupted build continues where it stopped when run again."""
+    from dismai.datasets.registry import dataset_names
+    from dismai.workflows import build
 
-    names = list(DATASETS) if name == "all" else [name]
+    names = dataset_names() if name == "all" else [name]
     for n in names:
-        spec = get_spec(n)
-        total = spec.recipe.get("n_passes", 1)
-        prog, advance = _progress(total, f"{n}: Monte Carlo passes")
-        with prog:
-            paths = build_dataset(n, seed=seed, out_dir=out, progress=advance)
+        paths = build(n, seed=seed, out=out, work_dir=work, n_workers=workers,
+                      progress=not quiet)
         man = json.loads(paths["manifest"].read_text())
         console.print(f"wrote {paths['data']} (sha256 {man['sha256'][:16]}…, "
-                      f"{man['n_train']} train / {man['n_val']} val)")
+                      f"{man['n_train']} train / {man['n_val']} val); work files in "
+                      f"{paths['work']}")
 
 
 @datasets_app.command("export")
@@ -100,10 +158,10 @@ def datasets_export(
 ) -> None:
     """Write a split of a dataset as extxyz."""
     from dismai.datasets import load
+    from dismai.extxyz import write_extxyz
 
-    ds = load(name)
-    structures = ds.split(split)
-    structures.write_extxyz(output)
+    structures = load(name).split(split)
+    write_extxyz(structures, output)
     console.print(f"wrote {len(structures)} structures to {output}")
 
 
@@ -116,40 +174,100 @@ def evaluate(
     n_generated: int = typer.Option(None, "--n-generated",
                                     help="number originally generated (denominator of % failed)"),
     out: Path = typer.Option(None, "--out", help="folder for metrics.json, CSV and plots"),
-    lattice_match: str = typer.Option("auto", "--lattice-match",
-                                      help="alloys: auto, as-is, translated or rotated"),
-    relax: bool = typer.Option(True, "--relax/--no-relax",
-                               help="a-Si: relax with the dataset's potential first"),
+    lattice_match: str = typer.Option(None, "--lattice-match",
+                                      help="alloys: auto (default), as-is, translated, rotated"),
+    relax: bool = typer.Option(None, "--relax/--no-relax",
+                               help="relaxed families (a-si, interface): relax first (default)"),
     workers: int = typer.Option(None, "--workers", help="processes (default: all cores)"),
+    quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
 ) -> None:
     """Score generated structures against a dataset's training set."""
-    from dismai.datasets import load
-    from dismai.evaluation import evaluate_file
+    from dismai.workflows import evaluate_file
 
-    ds = load(dataset)
-    if ds.spec.family == "alloy":
-        from dismai.metrics.alloy.report import format_table
-
-        options = {"lattice_match": lattice_match, "workers": workers or os.cpu_count() or 1}
-    else:
-        from dismai.metrics.asi.report import format_table
-
-        options = {"relax": relax, "n_workers": workers}
-    result = evaluate_file(path, ds.name, n_generated=n_generated, out_dir=out, **options)
-    typer.echo(format_table(result["metrics"], result["noise_floor"]))
+    ev = evaluate_file(path, dataset, n_generated=n_generated, out=out, progress=not quiet,
+                       lattice_match=lattice_match, relax=relax, workers=workers)
+    typer.echo(ev.table())
     if out is not None:
         console.print(f"wrote {Path(out) / 'metrics.json'}")
 
 
-def _register_models() -> None:
-    try:
-        from dismai.cli_models import register
-    except ImportError:  # models are optional at this layer
-        return
-    register(app)
+# ------------------------------------------------------------------------------ models
+@app.command("train")
+@friendly
+def train(
+    model: str = typer.Argument(..., help=f"model name ({_model_names()})"),
+    dataset: str = typer.Option(..., "--dataset",
+                                help="registered dataset name, or an .extxyz file"),
+    preset: str = typer.Option("paper", "--preset",
+                               help="named config: paper (published) or quick (smoke)"),
+    config: Path = typer.Option(None, "--config", help="YAML file of keys overriding the preset"),
+    out: Path = typer.Option(None, "--out",
+                             help="run directory (default runs/MODEL-DATASET-PRESET)"),
+    resume: bool = typer.Option(False, "--resume",
+                                help="continue the run in --out from its newest checkpoint"),
+    quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
+) -> None:
+    """Train a model; checkpoints survive Ctrl-C, SIGTERM and crashes (--resume)."""
+    from dismai.workflows import train as run_train
+
+    run_dir, seconds, m = run_train(model, dataset, preset, config, out, resume,
+                                    progress=not quiet)
+    if quiet:
+        console.print(str(run_dir / "model.pt"))
+    else:
+        device = f" on {m.device}" if hasattr(m, "device") else ""
+        console.print(f"trained {model} on {dataset} (preset {preset}){device} in "
+                      f"{seconds:.1f} s -> {run_dir / 'model.pt'}")
 
 
-_register_models()
+@app.command("sample")
+@friendly
+def sample(
+    run_dir: Path = typer.Argument(..., help="run directory (or a model/checkpoint file)"),
+    n: int = typer.Option(..., "-n", "--n", help="number of structures"),
+    seed: int = typer.Option(0, "--seed", help="noise seed: same seed, same structures"),
+    output: Path = typer.Option(..., "-o", "--output", help="output .extxyz file"),
+    device: str = typer.Option("auto", "--device",
+                               help="auto (CUDA if present), cpu, cuda or cuda:i"),
+) -> None:
+    """Generate structures from a trained model."""
+    from dismai.workflows import sample as run_sample
+
+    structures, source = run_sample(run_dir, n, seed, output, device)
+    note = " (training unfinished: newest checkpoint)" if source.name == "checkpoint.pt" else ""
+    console.print(f"wrote {len(structures)} structures to {output} from {source}{note}")
+    if "generated_lattice" in structures.properties:  # DiffCSP with lattice diffusion
+        import numpy as np
+
+        dev = np.abs(structures.properties["generated_lattice"].reshape(-1, 3, 3)
+                     - structures.lattice).max(axis=(1, 2))
+        console.print(f"generated lattices (property generated_lattice) differ from the "
+                      f"dataset cell by max |dL| {np.median(dev):.3g} Å (median), "
+                      f"{dev.max():.3g} Å (worst); coordinates are on the dataset cell")
+
+
+@app.command("bench")
+@friendly
+def bench(
+    model: str = typer.Argument(..., help=f"model name ({_model_names(trainable=True)})"),
+    dataset: str = typer.Option(..., "--dataset", help="registered dataset name"),
+    preset: str = typer.Option("quick", "--preset",
+                               help="quick (default: minutes on a CPU) or paper"),
+    config: Path = typer.Option(None, "--config", help="YAML file overriding the preset"),
+    n: int = typer.Option(1000, "--n", help="structures to generate and evaluate"),
+    out: Path = typer.Option(None, "--out",
+                             help="output directory (default runs/bench-MODEL-DATASET-PRESET)"),
+    seed: int = typer.Option(0, "--seed", help="sampling seed"),
+    quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
+) -> None:
+    """Train, sample, evaluate, and compare with the noise floor and baselines."""
+    from dismai.metrics.report_common import text_table
+    from dismai.workflows import bench as run_bench
+
+    res = run_bench(model, dataset, preset, config, n, out, seed, progress=not quiet)
+    typer.echo(f"{model} on {dataset} (n = {n}, preset {preset}); 95 % intervals in [ ]")
+    typer.echo(text_table(res["header"], res["rows"]))
+    typer.echo(f"wrote {res['out'] / 'report.md'}")
 
 
 def main() -> None:  # pragma: no cover

@@ -39,7 +39,9 @@ from pathlib import Path
 
 import numpy as np
 
+from dismai.errors import InputError
 from dismai.fileio import atomic_path, write_json
+from dismai.progress import reporter
 from dismai.structures import StructureSet
 
 __all__ = ["relax_structures", "relax_atoms", "RelaxRun", "RESULT_COLUMNS", "OPTIMIZERS"]
@@ -99,7 +101,7 @@ def _make_optimizer(name: str, atoms):
         return LBFGS(atoms, logfile=None)
     if name == "bfgs":
         return BFGS(atoms, logfile=None)
-    raise ValueError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
+    raise InputError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
 
 
 def _one_line(exc: BaseException) -> str:
@@ -126,7 +128,7 @@ def relax_atoms(atoms, calc, *, model=None, fmax: float = 0.05, fail_fmax: float
         msg = ""
         if optimizer.startswith("lammps-"):
             if model is None or not hasattr(model, "minimize"):
-                raise ValueError(f"optimizer {optimizer!r} needs the sw-vink model")
+                raise InputError(f"optimizer {optimizer!r} needs the sw-vink model")
             pos, _, _, steps = model.minimize(atoms.cell.array, x0, fmax=fmax,
                                               max_steps=max_steps,
                                               style=optimizer.split("-", 1)[1])
@@ -182,36 +184,56 @@ def relax_atoms(atoms, calc, *, model=None, fmax: float = 0.05, fail_fmax: float
 
 # --------------------------------------------------------------------------- workers
 
-_WORKER: dict = {}
+class _Worker:
+    """One relaxation worker: the model, the shared cell and a calculator built on first use.
+
+    The in-process path owns its own instance, so two relaxations in one process never
+    share state; pool workers keep theirs in ``_POOL_WORKER``, which is private to each
+    spawned process.
+    """
+
+    def __init__(self, model, lattice, species, settings, threads: int | None = None):
+        if threads:
+            # read by torch/OpenMP when they are first imported (by the model, later on)
+            os.environ["OMP_NUM_THREADS"] = str(threads)
+            torch = sys.modules.get("torch")
+            if torch is not None:
+                torch.set_num_threads(threads)
+        self.model, self.lattice, self.species = model, lattice, species
+        self.settings, self.calc = settings, None
+
+    def work(self, index: int, positions: np.ndarray):
+        from ase import Atoms
+
+        if self.calc is None:
+            try:
+                self.calc = self.model.calculator()
+            except Exception as exc:
+                rec = {"status": "error", "steps": 0, "e_initial": None, "e_final": None,
+                       "fmax_final": None, "seconds": 0.0,
+                       "message": f"could not build calculator: {_one_line(exc)}"}
+                return index, rec, None
+        atoms = Atoms(symbols=list(self.species), positions=positions, cell=self.lattice,
+                      pbc=True)
+        rec, pos = relax_atoms(atoms, self.calc, model=self.model, **self.settings)
+        return index, rec, pos
+
+    def close(self) -> None:
+        session = getattr(self.calc, "session", None)
+        if session is not None:
+            session.close()
+        self.calc = None
+
+
+_POOL_WORKER: list = []  # the worker of a spawned pool process (never used in-process)
 
 
 def _init_worker(model, lattice, species, settings, threads: int | None) -> None:
-    if threads:
-        # read by torch/OpenMP when they are first imported (by the model, later on)
-        os.environ["OMP_NUM_THREADS"] = str(threads)
-        torch = sys.modules.get("torch")
-        if torch is not None:
-            torch.set_num_threads(threads)
-    _WORKER.clear()
-    _WORKER.update(model=model, lattice=lattice, species=species, settings=settings,
-                   calc=None)
+    _POOL_WORKER[:] = [_Worker(model, lattice, species, settings, threads)]
 
 
 def _work(index: int, positions: np.ndarray):
-    from ase import Atoms
-
-    w = _WORKER
-    if w["calc"] is None:
-        try:
-            w["calc"] = w["model"].calculator()
-        except Exception as exc:
-            rec = {"status": "error", "steps": 0, "e_initial": None, "e_final": None,
-                   "fmax_final": None, "seconds": 0.0,
-                   "message": f"could not build calculator: {_one_line(exc)}"}
-            return index, rec, None
-    atoms = Atoms(symbols=list(w["species"]), positions=positions, cell=w["lattice"], pbc=True)
-    rec, pos = relax_atoms(atoms, w["calc"], model=w["model"], **w["settings"])
-    return index, rec, pos
+    return _POOL_WORKER[0].work(index, positions)
 
 
 # --------------------------------------------------------------------------- persistence
@@ -248,7 +270,7 @@ class _Store:
             old = json.loads(meta_path.read_text())
             diff = [k for k in meta if old.get(k) != meta[k]]
             if diff:
-                raise ValueError(
+                raise InputError(
                     f"{self.dir}: holds a relaxation with different {', '.join(diff)}; "
                     "use a new output folder"
                 )
@@ -339,14 +361,6 @@ class RelaxRun:
             tmp.write_text(buf.getvalue())
 
 
-def _progress(enabled: bool, total: int, completed: int):
-    from dismai.progress import make_progress
-
-    prog = make_progress("failed {task.fields[failed]}", enabled=enabled)
-    task = prog.add_task("relax", total=total, completed=completed, failed=0)
-    return prog, task
-
-
 def relax_structures(
     structures: StructureSet,
     model,
@@ -360,7 +374,7 @@ def relax_structures(
     n_workers: int | None = None,
     threads_per_worker: int | None = None,
     model_kwargs: dict | None = None,
-    progress: bool = True,
+    progress=True,
     on_result: Callable[[dict], None] | None = None,
 ) -> RelaxRun:
     """Relax every structure; resumable when `out_dir` is given.
@@ -370,18 +384,19 @@ def relax_structures(
     n_workers: processes (default: CPU count); 1 runs in this process.  Workers are
         spawned (not forked: torch and MPI dislike fork) and each builds its calculator
         once.  Results do not depend on n_workers.
+    progress: see :mod:`dismai.progress` (stage "relaxation", field failed).
     on_result: called with each new record after it is safely on disk.
     """
     from dismai.energy.base import get_energy_model
 
     if optimizer not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
+        raise InputError(f"unknown optimizer {optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
     if isinstance(model, str):
         model = get_energy_model(model, **(model_kwargs or {}))
     if optimizer.startswith("lammps-"):
         check = getattr(model, "check_minimize", None)
         if check is None:
-            raise ValueError(f"optimizer {optimizer!r} is only available for sw-vink")
+            raise InputError(f"optimizer {optimizer!r} is only available for sw-vink")
         check()
     fail_fmax = fmax + 0.001 if fail_fmax is None else float(fail_fmax)
     settings = dict(fmax=float(fmax), fail_fmax=fail_fmax, max_steps=int(max_steps),
@@ -415,28 +430,27 @@ def relax_structures(
     if threads_per_worker is None and n_workers > 1:
         threads_per_worker = max(1, (os.cpu_count() or 1) // n_workers)
 
-    prog, task = _progress(progress, m, m - len(pending))
     n_failed = sum(1 for r, _ in done.values() if r["status"] != CONVERGED)
 
-    def advance(rec: dict) -> None:
-        nonlocal n_failed
-        n_failed += rec["status"] != CONVERGED
-        prog.update(task, advance=1, failed=n_failed)
+    with reporter(progress) as report:
+        report("relaxation", m - len(pending), m, failed=n_failed)
+        n_done = m - len(pending)
 
-    with prog:
+        def advance(rec: dict) -> None:
+            nonlocal n_failed, n_done
+            n_failed += rec["status"] != CONVERGED
+            n_done += 1
+            report("relaxation", n_done, m, failed=n_failed)
+
         if n_workers == 1:
-            _init_worker(model, structures.lattice, structures.species, settings, None)
+            worker = _Worker(model, structures.lattice, structures.species, settings)
             try:
                 for i in pending:
-                    _, rec, pos = _work(i, cart[i])
+                    _, rec, pos = worker.work(i, cart[i])
                     record(i, rec, pos)
                     advance(rec)
             finally:
-                calc = _WORKER.get("calc")
-                _WORKER.clear()
-                session = getattr(calc, "session", None)
-                if session is not None:
-                    session.close()
+                worker.close()
         else:
             _run_pool(pending, cart, structures, model, settings, n_workers,
                       threads_per_worker, record, advance)

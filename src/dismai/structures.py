@@ -14,11 +14,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from dismai.errors import StructureError
+
 __all__ = ["StructureSet", "StructureError", "species_blocks"]
-
-
-class StructureError(ValueError):
-    """A structure (or set) that cannot be represented or does not fit its template."""
 
 
 def species_blocks(species: Sequence[str]) -> list[tuple[str, int, int]]:
@@ -248,18 +246,6 @@ class StructureSet:
             frac[i] = pos[perm] @ inv
         props = _collect_info(atoms_list)
         return cls(lattice, species, frac, props)
-
-    # ------------------------------------------------------------------ extxyz
-    def write_extxyz(self, path) -> None:
-        from dismai.extxyz import write_extxyz
-
-        write_extxyz(self, path)
-
-    @classmethod
-    def read_extxyz(cls, path, template: StructureSet | None = None) -> StructureSet:
-        from dismai.extxyz import read_extxyz
-
-        return read_extxyz(path, template=template)
 
 
 def _collect_info(atoms_list: list) -> dict[str, np.ndarray]:

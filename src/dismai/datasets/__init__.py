@@ -1,5 +1,15 @@
-"""Datasets: recipes that regenerate them and the shipped, checksummed results."""
+"""Datasets: the registry of built datasets and the recipes that regenerate them."""
 
-from dismai.datasets.registry import DATASETS, Dataset, DatasetSpec, get_spec, load
+from dismai.datasets.registry import (
+    Dataset,
+    DatasetError,
+    DatasetSpec,
+    dataset_names,
+    dataset_specs,
+    get_spec,
+    is_built,
+    load,
+)
 
-__all__ = ["DATASETS", "Dataset", "DatasetSpec", "get_spec", "load"]
+__all__ = ["Dataset", "DatasetError", "DatasetSpec", "dataset_names", "dataset_specs",
+           "get_spec", "is_built", "load"]

@@ -8,13 +8,19 @@ of the wide/narrow sets.
 
 from __future__ import annotations
 
+import hashlib
+import io
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from numba import njit, prange
 
 from dismai import fcc
 from dismai.energy.cluster_expansion import PAIR_ECI, SPECIES
+from dismai.errors import ComputationError, InputError
+from dismai.fileio import write_bytes
+from dismai.progress import reporter
 from dismai.structures import StructureSet
 
 COMPOSITION = {"Cr": 51, "Fe": 154, "Ni": 51}
@@ -41,7 +47,7 @@ RECIPE_DEFAULTS = {
 
 def default_recipe(temperature: int, sro: str) -> dict:
     if sro not in ("narrow", "wide"):
-        raise ValueError(f"sro must be 'narrow' or 'wide', got {sro!r}")
+        raise InputError(f"sro must be 'narrow' or 'wide', got {sro!r}")
     return {"temperature": temperature, "sro": sro, **RECIPE_DEFAULTS}
 
 
@@ -197,9 +203,9 @@ def run_chains(temperature: float, n_chains: int, n_passes: int, burn_in: int, i
                anneal_passes: int = 0) -> ChainResult:
     """Run independent CE Monte Carlo chains from random starts; deterministic in `seed`."""
     if burn_in % interval or n_passes <= burn_in:
-        raise ValueError("burn_in must be a multiple of interval and smaller than n_passes")
+        raise InputError("burn_in must be a multiple of interval and smaller than n_passes")
     if anneal_passes > burn_in:
-        raise ValueError("the annealing ramp must lie inside the burn-in")
+        raise InputError("the annealing ramp must lie inside the burn-in")
     ss = np.random.SeedSequence([seed, int(temperature)])
     children = ss.spawn(n_chains)
     rng_state = np.array([c.generate_state(1, np.uint64)[0] for c in children], dtype=np.uint64)
@@ -216,13 +222,14 @@ def run_chains(temperature: float, n_chains: int, n_passes: int, burn_in: int, i
     accepted = np.zeros(n_chains, np.int64)
     betas = 1.0 / (K_B * temperature_schedule(temperature, n_passes, anneal_from, anneal_passes))
     done = 0
-    while done < n_passes:
-        n = min(block, n_passes - done)
-        _run_block(config, rng_state, energy, n, done, burn_in, interval, betas, nbr, shell, J,
-                   snaps, tallies, snap_energy, trace, accepted)
-        done += n
-        if progress is not None:
-            progress(n)
+    with reporter(progress) as report:
+        report("Monte Carlo passes", 0, n_passes)
+        while done < n_passes:
+            n = min(block, n_passes - done)
+            _run_block(config, rng_state, energy, n, done, burn_in, interval, betas, nbr,
+                       shell, J, snaps, tallies, snap_energy, trace, accepted)
+            done += n
+            report("Monte Carlo passes", done, n_passes)
     return ChainResult(snaps.astype(np.uint8), tallies, snap_energy, trace,
                        accepted / (n_passes * fcc.N_SITES))
 
@@ -272,7 +279,7 @@ def select(chains: ChainResult, sro: str, n_structures: int, train_fraction: flo
     inside = np.all(np.abs(sro_values - pooled_mean) <= sro_window, axis=1)
     candidates = np.flatnonzero(inside) if sro == "narrow" else np.arange(len(pool))
     if len(candidates) < n_structures:
-        raise RuntimeError(
+        raise ComputationError(
             f"only {len(candidates)} snapshots qualify for the {sro} set, need {n_structures}; "
             "run more chains or passes"
         )
@@ -289,27 +296,46 @@ def select(chains: ChainResult, sro: str, n_structures: int, train_fraction: flo
     return AlloyBuild(pool[chosen].astype(np.uint8), n_train, info)
 
 
-_CHAIN_CACHE: dict = {}
+def _load_chains(path: Path) -> ChainResult | None:
+    if not path.is_file():
+        return None
+    with np.load(path, allow_pickle=False) as z:
+        return ChainResult(**{k: z[k] for k in ChainResult.__dataclass_fields__})
+
+
+def _save_chains(path: Path, chains: ChainResult) -> None:
+    buf = io.BytesIO()
+    np.savez(buf, **{k: getattr(chains, k) for k in ChainResult.__dataclass_fields__})
+    write_bytes(path, buf.getvalue())
 
 
 def build(temperature: int, sro: str, n_chains: int, n_passes: int, burn_in: int,
           interval: int, n_structures: int, train_fraction: float, sro_window: float,
           seed: int, anneal_from: float = 0.0, anneal_passes: int = 0,
-          progress=None) -> AlloyBuild:
-    """Run (or reuse, within one process) the chains for `temperature` and select a set.
+          progress=None, chain_dir=None) -> AlloyBuild:
+    """Run the chains for `temperature` and select a set.
 
     The narrow and wide sets of one temperature share their chains (same seed), as in
-    the paper, where both are drawn from the same Monte Carlo runs.
+    the paper, where both are drawn from the same Monte Carlo runs: with `chain_dir`, the
+    finished chains are kept there (keyed by every chain parameter) and the second set
+    reuses them.  progress: see dismai.progress (stage "Monte Carlo passes").
     """
     key = (temperature, n_chains, n_passes, burn_in, interval, seed, anneal_from, anneal_passes)
-    if key not in _CHAIN_CACHE:
-        _CHAIN_CACHE.clear()
-        _CHAIN_CACHE[key] = run_chains(temperature, n_chains, n_passes, burn_in, interval,
-                                       seed, progress=progress, anneal_from=anneal_from,
-                                       anneal_passes=anneal_passes)
-    elif progress is not None:
-        progress(n_passes)
-    chains = _CHAIN_CACHE[key]
+    path = None
+    chains = None
+    if chain_dir is not None:
+        tag = hashlib.sha256(repr(key).encode()).hexdigest()[:12]
+        path = Path(chain_dir) / f"chains-{temperature}K-seed{seed}-{tag}.npz"
+        chains = _load_chains(path)
+    with reporter(progress) as report:
+        if chains is None:
+            chains = run_chains(temperature, n_chains, n_passes, burn_in, interval, seed,
+                                progress=report, anneal_from=anneal_from,
+                                anneal_passes=anneal_passes)
+            if path is not None:
+                _save_chains(path, chains)
+        else:
+            report("Monte Carlo passes", n_passes, n_passes)
     sro_code = {"narrow": 1, "wide": 2}[sro]
     rng = np.random.default_rng([seed, int(temperature), sro_code])
     result = select(chains, sro, n_structures, train_fraction, sro_window, rng)

@@ -22,7 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from dismai.errors import ComputationError
 from dismai.fileio import atomic_path
+from dismai.progress import reporter, silent
 from dismai.structures import StructureSet
 
 RECIPE_DEFAULTS = {
@@ -71,18 +73,23 @@ def _quench_parent(args) -> tuple[int, np.ndarray, float]:
 
 
 def make_parents(recipe: dict, work: Path, n_workers: int, progress=None) -> np.ndarray:
-    """(n_parents, parent_atoms, 3) fractional coordinates; cached per parent in `work`."""
+    """(n_parents, parent_atoms, 3) fractional coordinates; cached per parent in `work`.
+
+    progress: see dismai.progress (stage "parent melt-quenches")."""
     work.mkdir(parents=True, exist_ok=True)
     seeds = np.random.SeedSequence([recipe["seed"], 256]).generate_state(recipe["n_parents"])
     paths = [work / f"parent_{i:03d}.npy" for i in range(recipe["n_parents"])]
     todo = [(i, recipe, int(seeds[i])) for i, p in enumerate(paths) if not p.is_file()]
-    if progress is not None:
-        progress(recipe["n_parents"] - len(todo))
+    total = recipe["n_parents"]
+    done = [total - len(todo)]
+    report = progress or silent
+    report("parent melt-quenches", done[0], total)
+
     def save(i, frac):
         with atomic_path(paths[i], suffix=".npy") as tmp:
             np.save(tmp, frac)
-        if progress is not None:
-            progress(1)
+        done[0] += 1
+        report("parent melt-quenches", done[0], total)
 
     if len(todo) == 1 or n_workers == 1:
         for args in todo:
@@ -154,7 +161,7 @@ def fix_count(frac: np.ndarray, edge: float, target: int, depth_A: float, min_di
                 frac = np.vstack([frac, p])
                 break
             else:
-                raise RuntimeError("no room to insert an atom at the block boundary")
+                raise ComputationError("no room to insert an atom at the block boundary")
         else:
             member = _face_regions(frac, depth)
             top = np.flatnonzero(counts == counts.max())
@@ -184,14 +191,19 @@ class ASiBuild:
 
 
 def build(recipe: dict, work_dir, n_workers: int | None = None, progress=None) -> ASiBuild:
-    """Run the whole recipe (resumable through `work_dir`)."""
+    """Run the whole recipe (resumable through `work_dir`); progress: see dismai.progress
+    (stages "parent melt-quenches" and "relaxation")."""
+    n_workers = n_workers or os.cpu_count() or 1
+    work = Path(work_dir)
+    with reporter(progress) as report:
+        return _build(recipe, work, n_workers, report)
+
+
+def _build(recipe: dict, work: Path, n_workers: int, report) -> ASiBuild:
     from dismai.energy.stillinger_weber import cubic_cell_for_density
     from dismai.relax import relax_structures
 
-    n_workers = n_workers or os.cpu_count() or 1
-    work = Path(work_dir)
-    parents = make_parents(recipe, work / "parents", n_workers,
-                           progress=(lambda k: progress("parents", k)) if progress else None)
+    parents = make_parents(recipe, work / "parents", n_workers, progress=report)
     parent_edge = float(cubic_cell_for_density(recipe["parent_atoms"], recipe["density"])[0, 0])
     block_edge = parent_edge * (recipe["block_atoms"] / recipe["parent_atoms"]) ** (1 / 3)
     rng = np.random.default_rng([recipe["seed"], 257])
@@ -207,12 +219,11 @@ def build(recipe: dict, work_dir, n_workers: int | None = None, progress=None) -
     candidates = StructureSet(lattice, ("Si",) * recipe["block_atoms"], np.stack(blocks))
     run = relax_structures(candidates, "sw-vink", out_dir=work / "relax",
                            fmax=recipe["relax_fmax"], max_steps=recipe["relax_steps"],
-                           optimizer="lammps-cg", n_workers=n_workers,
-                           progress=progress is not None)
+                           optimizer="lammps-cg", n_workers=n_workers, progress=report)
     table = {int(r["index"]): r for r in run.table}
     ok = [i for i in range(len(candidates)) if table[i]["status"] == "converged"]
     if len(ok) < recipe["n_structures"]:
-        raise RuntimeError(f"only {len(ok)} blocks relaxed, need {recipe['n_structures']}; "
+        raise ComputationError(f"only {len(ok)} blocks relaxed, need {recipe['n_structures']}; "
                            "raise n_candidates")
     keep = ok[: recipe["n_structures"]]
     relaxed = run.structures

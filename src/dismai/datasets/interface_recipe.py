@@ -31,6 +31,24 @@ from pathlib import Path
 
 import numpy as np
 
+from dismai.errors import ComputationError, InputError
+from dismai.interface_cell import (
+    CATIONS,
+    CELL_A,
+    CELL_B,
+    CELL_C,
+    CELL_GAMMA_DEG,
+    COMPOSITION,
+    DATASET_AREA,
+    EV_TO_J,
+    INTERFACE_COMPOSITION,
+    N_ATOMS,
+    SPECIES_ORDER,
+    cell_lattice,
+    energy_scale,
+    interface_energy,
+    low_energy_reference,
+)
 from dismai.structures import StructureSet
 
 __all__ = [
@@ -42,19 +60,7 @@ __all__ = [
 ]
 
 # --------------------------------------------------------------------------- constants
-CELL_A = 12.46997  # Å, |a| of the in-plane cell (spec §3.1)
-CELL_B = 17.19967  # Å, |b|
-CELL_GAMMA_DEG = 75.6674
-CELL_C = 34.0  # Å; 4.24 + 6 + 9.02 + 14 = 33.27 Å needed for the thickest case
-#: in-plane area |a x b| in Å^2 (207.8037, spec §7.2)
-DATASET_AREA = CELL_A * CELL_B * np.sin(np.radians(CELL_GAMMA_DEG))
-N_ATOMS = 264
-EV_TO_J = 1.602176634e-19
-SPECIES_ORDER = ("Li", "Sc", "Co", "Cl", "O")
-COMPOSITION = {"Li": 72, "Sc": 12, "Co": 36, "Cl": 72, "O": 72}
-INTERFACE_COMPOSITION = {"Li": 9, "Sc": 3, "Cl": 18}  # 3 f.u. Li3ScCl6 (spec §3.2)
-CATIONS = ("Li", "Sc", "Co")
-ANIONS = ("Cl", "O")
+# the cell, composition, cation/anion split and interface energy: dismai.interface_cell
 #: minimum separations (Å) enforced when inserting interface atoms, by charge class
 MIN_DISTANCES = {"cation-anion": 2.0, "cation-cation": 2.8, "anion-anion": 2.6}
 
@@ -90,15 +96,6 @@ def default_recipe() -> dict:
     return r
 
 
-def cell_lattice(c: float = CELL_C) -> np.ndarray:
-    """The dataset cell: a along x, b in the xy-plane at γ, c along z (rows, Å)."""
-    g = np.radians(CELL_GAMMA_DEG)
-    return np.array([[CELL_A, 0.0, 0.0],
-                     [CELL_B * np.cos(g), CELL_B * np.sin(g), 0.0],
-                     [0.0, 0.0, float(c)]])
-
-
-# --------------------------------------------------------------------------- bulk models
 def _hex_lattice(a: float, c: float) -> np.ndarray:
     return np.array([[a, 0.0, 0.0], [-a / 2, a * np.sqrt(3) / 2, 0.0], [0.0, 0.0, c]])
 
@@ -407,7 +404,7 @@ def _fill_interface(rng: np.random.Generator, fixed_sp: np.ndarray, fixed_uv: np
             x = x.reshape(n, 3)
             uv = (x[:, :2] @ inv2) % 1.0
             return todo, uv, np.clip(x[:, 2], z_lo, z_hi)
-    raise RuntimeError("could not fill the interface region under the minimum distances; "
+    raise ComputationError("could not fill the interface region under the minimum distances; "
                        "lower recipe['min_distances'] or widen the thickness range")
 
 
@@ -430,7 +427,7 @@ def build_candidates(n: int, seed: int, recipe: dict | None = None,
     lsc = lsc_slab(lsc_bulk)
     total_max = lco.thickness + t_hi + lsc.thickness
     if c - total_max < float(r["min_vacuum"]) - 1e-9:
-        raise ValueError(f"cell c = {c} Å leaves {c - total_max:.2f} Å of vacuum for the "
+        raise InputError(f"cell c = {c} Å leaves {c - total_max:.2f} Å of vacuum for the "
                          f"thickest case; need >= {r['min_vacuum']} Å")
     z0 = 0.5 * (c - total_max)  # vacuum split evenly across the periodic boundary
     lco_sp = np.array(lco.species)
@@ -470,49 +467,6 @@ def build_candidates(n: int, seed: int, recipe: dict | None = None,
                          "candidate_index": np.arange(n, dtype=np.int64)})
 
 
-# --------------------------------------------------------------------------- energies
-def _area(lattice: np.ndarray) -> float:
-    lattice = np.asarray(lattice, dtype=np.float64)
-    return float(np.linalg.norm(np.cross(lattice[0], lattice[1])))
-
-
-def energy_scale(lattice: np.ndarray | None = None, n_atoms: int = N_ATOMS,
-                 area_rtol: float = 1e-4) -> float:
-    """J/m^2 per eV/atom: N e / A (20.3545 for the dataset cell, spec §7.2).
-
-    Refuses a cell whose in-plane area |a x b| differs from the dataset's 207.8037 Å^2,
-    because eq. 6 is only comparable across structures on that one cell.
-    """
-    area = DATASET_AREA if lattice is None else _area(lattice)
-    if abs(area - DATASET_AREA) > area_rtol * DATASET_AREA:
-        raise ValueError(f"in-plane area |a x b| = {area:.4f} Å^2 differs from the interface "
-                         f"dataset's {DATASET_AREA:.4f} Å^2; interface energies are only "
-                         "defined on the dataset cell")
-    return n_atoms * EV_TO_J / (area * 1e-20)
-
-
-def interface_energy(energy_per_atom, e_ref: float, lattice: np.ndarray | None = None,
-                     n_atoms: int = N_ATOMS) -> np.ndarray:
-    """Normalised interface energy γ = (E_atom - E_ref) N e / A in J/m^2 (P eq. 6, spec §7.2).
-
-    No division by 2 for the two interfaces, as in the reference.  lattice: the structures'
-    cell (its area is checked, see :func:`energy_scale`); None means the dataset cell.
-    """
-    e = np.asarray(energy_per_atom, dtype=np.float64)
-    return (e - float(e_ref)) * energy_scale(lattice, n_atoms)
-
-
-def low_energy_reference(relaxed_energies_per_atom, window_j_m2: float = 0.4,
-                         n_atoms: int = N_ATOMS, lattice: np.ndarray | None = None) -> float:
-    """E_ref (eV/atom) = E_min + window / (N e / A): structures within 0.4 J/m^2 of the
-    lowest relaxed one get γ ≤ 0 (P §2.1.3, §4.1.3; spec §3.1).  NaNs are ignored."""
-    e = np.asarray(relaxed_energies_per_atom, dtype=np.float64)
-    e = e[np.isfinite(e)]
-    if e.size == 0:
-        raise ValueError("no finite relaxed energies to set E_ref from")
-    return float(e.min() + window_j_m2 / energy_scale(lattice, n_atoms))
-
-
 # --------------------------------------------------------------------------- build
 @dataclass
 class InterfaceBuild:
@@ -526,7 +480,7 @@ class InterfaceBuild:
 
 
 def build(recipe: dict, work_dir, energy_model="chgnet", n_workers: int | None = None,
-          progress: bool = False, **model_kwargs) -> InterfaceBuild:
+          progress=False, **model_kwargs) -> InterfaceBuild:
     """Construct candidates, relax them (resumable store in work_dir/relax), keep the
     low-energy ones (γ ≤ 0) in candidate order until recipe['n_structures'] (spec §3.6).
 
@@ -565,7 +519,7 @@ def build(recipe: dict, work_dir, energy_model="chgnet", n_workers: int | None =
     low = np.flatnonzero(gamma <= 0.0)  # relaxed rows are in candidate order
     n_keep = int(r["n_structures"])
     if len(low) < n_keep:
-        raise RuntimeError(f"only {len(low)} low-energy structures among "
+        raise ComputationError(f"only {len(low)} low-energy structures among "
                            f"{len(cands)} candidates ({len(relaxed)} relaxed); need {n_keep}: "
                            "raise n_candidates")
     keep = low[:n_keep]

@@ -1,92 +1,81 @@
-"""The dataset registry: names, recipes, shipped files, manifests and checksums.
+"""The dataset registry: names, shipped files, manifests and checksums.
 
-Each shipped dataset is three files in `dismai/datasets/data/`:
-  NAME.npy            the structures in a compact deterministic format (train rows first);
-  NAME.json           the manifest: recipe parameters, seed, code version, sha256, split sizes,
-                      summary statistics;
+Each built dataset is a few files in a data folder:
+  NAME.npy            the structures in the family's compact deterministic format (train
+                      rows first);
+  NAME.<key>.npy      extra per-structure arrays of the family (e.g. energies), checksummed;
+  NAME.json           the manifest: recipe parameters, seed, code version, sha256, split
+                      sizes, summary statistics;
   NAME.reference.json training-set reference statistics used by `dismai evaluate`
                       (computed once at build time, never on every run).
+
+Shipped datasets live inside the package; datasets you build go to the user data folder
+(``$DISMAI_DATA_DIR``, else ``$XDG_DATA_HOME/dismai``, else ``~/.local/share/dismai``),
+which is searched after the package.  Which datasets exist is asked of the families.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+import os
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
-from dismai.structures import StructureError, StructureSet
+from dismai.errors import DatasetError, UnknownNameError
+from dismai.families import all_families, get_family
+from dismai.families.base import DatasetSpec, check_reference
+from dismai.structures import StructureSet
+
+__all__ = ["DATA_DIR", "Dataset", "DatasetSpec", "DatasetError", "dataset_specs",
+           "dataset_names", "get_spec", "load", "is_built", "find_data_dir", "shipped_paths",
+           "user_data_dir", "user_cache_dir", "sha256_file"]
 
 DATA_DIR = Path(str(resources.files("dismai.datasets") / "data"))
+REQUIRED_FILES = ("data", "manifest", "reference")
 
 
-class DatasetError(StructureError):
-    """Unknown dataset, missing or corrupted shipped files."""
+class UnknownDatasetError(UnknownNameError, DatasetError):
+    """A dataset name no family registers."""
 
 
-@dataclass(frozen=True)
-class DatasetSpec:
-    name: str
-    family: str  # "alloy", "a-si", "interface": selects the metric suite
-    description: str
-    n_atoms: int
-    composition: dict
-    recipe: dict  # default recipe parameters (the build function's keyword arguments)
+def user_data_dir() -> Path:
+    """Where `dismai datasets build` writes by default (searched after the package)."""
+    if os.environ.get("DISMAI_DATA_DIR"):
+        return Path(os.environ["DISMAI_DATA_DIR"])
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "dismai"
 
 
-def _alloy_spec(temperature: int, sro: str) -> DatasetSpec:
-    from dismai.datasets.alloy_recipe import default_recipe
-
-    return DatasetSpec(
-        name=f"alloy-{temperature}K-{sro}",
-        family="alloy",
-        description=(
-            f"Fe60Ni20Cr20 FCC, CE Monte Carlo at {temperature} K, "
-            + ("all 12 SRO parameters within ±0.1 of the mean" if sro == "narrow"
-               else "no SRO restriction")
-        ),
-        n_atoms=256,
-        composition={"Cr": 51, "Fe": 154, "Ni": 51},
-        recipe=default_recipe(temperature, sro),
-    )
+def user_cache_dir() -> Path:
+    """Where long builds keep their resumable work files."""
+    if os.environ.get("DISMAI_CACHE_DIR"):
+        return Path(os.environ["DISMAI_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "dismai"
 
 
-def _asi_spec() -> DatasetSpec:
-    from dismai.datasets.asi_recipe import default_recipe
-
-    return DatasetSpec(
-        name="a-si",
-        family="a-si",
-        description="amorphous Si: sw-vink melt-quench parents cut into 256-atom blocks, relaxed",
-        n_atoms=256,
-        composition={"Si": 256},
-        recipe=default_recipe(),
-    )
+def dataset_specs() -> dict[str, DatasetSpec]:
+    """name -> spec of every dataset of every registered family."""
+    return {s.name: s for fam in all_families() for s in fam.datasets()}
 
 
-DATASETS: dict[str, DatasetSpec] = {
-    s.name: s
-    for s in (
-        _alloy_spec(300, "narrow"),
-        _alloy_spec(300, "wide"),
-        _alloy_spec(1500, "narrow"),
-        _alloy_spec(1500, "wide"),
-        _asi_spec(),
-    )
-}
+def dataset_names() -> list[str]:
+    return list(dataset_specs())
 
 
 def get_spec(name: str) -> DatasetSpec:
-    try:
-        return DATASETS[name]
-    except KeyError:
-        raise DatasetError(
-            f"unknown dataset {name!r}; known: {', '.join(DATASETS)}"
-        ) from None
+    specs = dataset_specs()
+    if name not in specs:
+        import difflib
+
+        close = difflib.get_close_matches(str(name), list(specs), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise UnknownDatasetError(f"unknown dataset {name!r}{hint}; known: {', '.join(specs)}")
+    return specs[name]
 
 
 def sha256_file(path) -> str:
@@ -98,69 +87,84 @@ def sha256_file(path) -> str:
 
 
 def shipped_paths(name: str, data_dir: Path | None = None) -> dict[str, Path]:
+    """The files of dataset `name` in `data_dir` (default: the package data)."""
     d = Path(data_dir) if data_dir else DATA_DIR
-    return {
-        "data": d / f"{name}.npy",
-        "manifest": d / f"{name}.json",
-        "reference": d / f"{name}.reference.json",
-        "energy": d / f"{name}.energy.npy",  # only for datasets with energies (a-si)
-    }
+    return {"data": d / f"{name}.npy", "manifest": d / f"{name}.json",
+            "reference": d / f"{name}.reference.json"}
 
 
-REQUIRED_FILES = ("data", "manifest", "reference")
+def array_path(name: str, key: str, data_dir: Path) -> Path:
+    return Path(data_dir) / f"{name}.{key}.npy"
 
 
-def is_shipped(name: str) -> bool:
-    paths = shipped_paths(name)
-    return all(paths[k].is_file() for k in REQUIRED_FILES)
+def find_data_dir(name: str) -> Path | None:
+    """The first of (package data, user data folder) that holds dataset `name`."""
+    for d in (DATA_DIR, user_data_dir()):
+        paths = shipped_paths(name, d)
+        if all(paths[k].is_file() for k in REQUIRED_FILES):
+            return d
+    return None
+
+
+def is_built(name: str) -> bool:
+    return find_data_dir(name) is not None
 
 
 class Dataset:
-    """A shipped dataset: train/val StructureSets plus manifest and reference stats."""
+    """A built dataset: train/val StructureSets plus manifest and reference statistics.
+
+    Checksums of every stored array are verified once, when the dataset is opened.
+    """
 
     def __init__(self, name: str, data_dir: Path | None = None, verify: bool = True):
         self.spec = get_spec(name)
         self.name = name
-        self.paths = shipped_paths(name, data_dir)
+        self.family = get_family(self.spec.family)
+        where = Path(data_dir) if data_dir is not None else find_data_dir(name)
+        if where is None:
+            raise DatasetError(f"dataset {name!r} is not built; run `dismai datasets build "
+                               f"{name}`")
+        self.data_dir = where
+        self.paths = shipped_paths(name, where)
         missing = [str(self.paths[k]) for k in REQUIRED_FILES if not self.paths[k].is_file()]
         if missing:
-            raise DatasetError(
-                f"dataset {name!r} is not built: missing {missing[0]}; "
-                f"run `dismai datasets build {name}`"
-            )
-        self.manifest = json.loads(self.paths["manifest"].read_text())
+            raise DatasetError(f"dataset {name!r} is not built: missing {missing[0]}; "
+                               f"run `dismai datasets build {name}`")
+        try:
+            self.manifest = json.loads(self.paths["manifest"].read_text())
+        except (OSError, ValueError) as exc:
+            raise DatasetError(f"{self.paths['manifest']}: unreadable manifest ({exc})") from None
+        self.array_keys = [k[: -len("_sha256")] for k in self.manifest
+                           if k.endswith("_sha256") and k != "sha256"]
+        for key in self.array_keys:
+            self.paths[key] = array_path(name, key, where)
         if verify:
             checks = [("data", self.manifest["sha256"])]
-            if "energy_sha256" in self.manifest:
-                checks.append(("energy", self.manifest["energy_sha256"]))
+            checks += [(k, self.manifest[f"{k}_sha256"]) for k in self.array_keys]
             for key, want in checks:
                 path = self.paths[key]
                 if not path.is_file():
                     raise DatasetError(f"dataset {name!r}: missing {path}")
                 got = sha256_file(path)
                 if got != want:
-                    raise DatasetError(
-                        f"{path}: checksum {got[:12]}… does not match the manifest "
-                        f"({want[:12]}…); the file is corrupted"
-                    )
+                    raise DatasetError(f"{path}: checksum {got[:12]}… does not match the "
+                                       f"manifest ({want[:12]}…); the file is corrupted")
+
+    @property
+    def is_small_variant(self) -> bool:
+        return self.spec.parent is not None
 
     @cached_property
     def raw(self) -> np.ndarray:
         return np.load(self.paths["data"], allow_pickle=False)
 
     @cached_property
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {k: np.load(self.paths[k], allow_pickle=False) for k in self.array_keys}
+
+    @cached_property
     def all(self) -> StructureSet:
-        if self.spec.family == "alloy":
-            from dismai.datasets.alloy_recipe import structures_from_site_species
-
-            return structures_from_site_species(self.raw)
-        if self.spec.family == "a-si":
-            from dismai.datasets.asi_recipe import structures_from_arrays
-
-            energy = np.load(self.paths["energy"], allow_pickle=False)
-            return structures_from_arrays(self.raw, self.manifest["build"]["block_edge_A"],
-                                          energy)
-        raise DatasetError(f"no loader for family {self.spec.family!r}")
+        return self.family.structures(self.raw, self.arrays, self.manifest)
 
     @property
     def n_train(self) -> int:
@@ -176,7 +180,11 @@ class Dataset:
 
     @cached_property
     def reference(self) -> dict:
-        return json.loads(self.paths["reference"].read_text())
+        try:
+            ref = json.loads(self.paths["reference"].read_text())
+        except (OSError, ValueError) as exc:
+            raise DatasetError(f"{self.paths['reference']}: unreadable ({exc})") from None
+        return check_reference(ref, self.spec.family, self.name, str(self.paths["reference"]))
 
     @property
     def template(self) -> StructureSet:
@@ -191,6 +199,9 @@ class Dataset:
         if which == "all":
             return self.all
         raise DatasetError(f"unknown split {which!r}; use train, val or all")
+
+    def __repr__(self) -> str:
+        return f"<Dataset {self.name} ({self.spec.family}, {self.manifest['n_structures']})>"
 
 
 def load(name: str, verify: bool = True) -> Dataset:

@@ -14,6 +14,9 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
+from dismai.errors import BackendUnavailable
+from dismai.registry import Registry
+
 if TYPE_CHECKING:  # pragma: no cover
     from dismai.structures import StructureSet
 
@@ -21,23 +24,12 @@ __all__ = [
     "BackendUnavailable",
     "EnergyModel",
     "CalculatorModel",
-    "available_models",
+    "POTENTIALS",
+    "available_potentials",
     "get_energy_model",
-    "register_model",
+    "register_potential",
     "torch_device",
 ]
-
-
-class BackendUnavailable(ImportError):
-    """An optional potential backend is not installed (or cannot load)."""
-
-    def __init__(self, backend: str, extra: str, detail: str | None = None):
-        msg = f"{backend} is not installed: pip install 'dismai[{extra}]'"
-        if detail:
-            msg += f" ({detail})"
-        super().__init__(msg)
-        self.backend = backend
-        self.extra = extra
 
 
 @runtime_checkable
@@ -97,27 +89,20 @@ def torch_device(device: str | None = None) -> str:
         return "cpu"
 
 
-_REGISTRY: dict[str, Callable[..., EnergyModel]] = {}
+POTENTIALS = Registry("energy model")
+POTENTIALS.register("sw-vink", "dismai.energy.stillinger_weber:SWVinkModel")
+POTENTIALS.register("chgnet", "dismai.energy.mlip:CHGNetModel")
+POTENTIALS.register("sevennet", "dismai.energy.mlip:SevenNetModel")
 
 
-def register_model(name: str, factory: Callable[..., EnergyModel]) -> None:
-    """Make `get_energy_model(name)` build models with `factory(**kwargs)`."""
-    _REGISTRY[name] = factory
+def register_potential(name: str, factory: Callable[..., EnergyModel] | str) -> None:
+    """Make `get_energy_model(name)` build models with `factory(**kwargs)` (a callable or a
+    "module:attribute" path)."""
+    POTENTIALS.register(name, factory)
 
 
-def _ensure_builtin() -> None:
-    if "sw-vink" in _REGISTRY:
-        return
-    from dismai.energy import mlip, stillinger_weber
-
-    register_model("sw-vink", stillinger_weber.SWVinkModel)
-    register_model("chgnet", mlip.CHGNetModel)
-    register_model("sevennet", mlip.SevenNetModel)
-
-
-def available_models() -> list[str]:
-    _ensure_builtin()
-    return sorted(_REGISTRY)
+def available_potentials() -> list[str]:
+    return POTENTIALS.names()
 
 
 def get_energy_model(name: str, **kwargs) -> EnergyModel:
@@ -126,14 +111,7 @@ def get_energy_model(name: str, **kwargs) -> EnergyModel:
     Backends are checked here, so a missing optional dependency fails at once with a
     one-line `BackendUnavailable` rather than deep inside a worker process.
     """
-    _ensure_builtin()
-    try:
-        factory = _REGISTRY[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown energy model {name!r}; choose from {', '.join(sorted(_REGISTRY))}"
-        ) from None
-    model = factory(**kwargs)
+    model = POTENTIALS.get(name)(**kwargs)
     check = getattr(model, "check_available", None)
     if check is not None:
         check()

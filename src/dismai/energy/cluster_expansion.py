@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from dismai import fcc
+from dismai.errors import InputError
 
 SPECIES = ("Cr", "Fe", "Ni")  # block order; alphabetical = pymatgen's electronegativity sort
 PAIRS = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))  # Cr-Cr, Cr-Fe, Cr-Ni, Fe-Fe, ...
@@ -87,7 +88,7 @@ def count_vector(site_species: np.ndarray) -> np.ndarray:
     singles, pairs = raw_pair_tallies(site_species)
     n = singles.sum(axis=1).astype(float)
     if (n == 0).any():
-        raise ValueError("a structure with no atoms has no cluster counts")
+        raise InputError("a structure with no atoms has no cluster counts")
     out = np.concatenate([singles / n[:, None], (pairs / (2 * n)[:, None, None]).reshape(-1, 42)],
                          axis=1)
     return np.round(out, 5)

@@ -32,6 +32,7 @@ import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 
 from dismai.energy.base import BackendUnavailable, CalculatorModel
+from dismai.errors import ComputationError, InputError
 
 __all__ = [
     "SWParams",
@@ -97,7 +98,7 @@ ORIGINAL_SI = SWParams("Si", epsilon=2.1683, sigma=2.0951, a=1.80, lam=21.0, gam
 def _check_species(symbols: Sequence[str], params: SWParams) -> None:
     bad = sorted(set(symbols) - {params.element})
     if bad:
-        raise ValueError(f"Stillinger-Weber {params.element} potential got species {bad}")
+        raise InputError(f"Stillinger-Weber {params.element} potential got species {bad}")
 
 
 # --------------------------------------------------------------------------- numpy
@@ -122,7 +123,7 @@ def sw_energy_forces(
 
     pos = np.asarray(positions, dtype=np.float64)
     if not np.all(np.isfinite(pos)):
-        raise ValueError("positions are NaN or inf")
+        raise InputError("positions are NaN or inf")
     n = len(pos)
     pbc3 = np.broadcast_to(np.asarray(pbc, dtype=bool), (3,))
     rc = params.cutoff
@@ -243,7 +244,7 @@ class LammpsSW:
         self.params = params
         self.cell = np.array(cell, dtype=np.float64)
         if self.cell.shape != (3, 3) or abs(np.linalg.det(self.cell)) < 1e-8:
-            raise ValueError("LAMMPS SW needs a periodic, non-singular 3x3 cell")
+            raise InputError("LAMMPS SW needs a periodic, non-singular 3x3 cell")
         self.n_atoms = len(positions)
         self._L, self._Q = _lammps_frame(self.cell)
         self._inv_cell = np.linalg.inv(self.cell)
@@ -282,15 +283,15 @@ class LammpsSW:
                                         [1] * self.n_atoms, x.ravel().tolist())
         if created != self.n_atoms or self.lmp.get_natoms() != self.n_atoms:
             self.close()
-            raise RuntimeError(f"LAMMPS created {created} of {self.n_atoms} atoms")
+            raise ComputationError(f"LAMMPS created {created} of {self.n_atoms} atoms")
 
     # frames -------------------------------------------------------------------
     def _to_lammps(self, positions: np.ndarray) -> np.ndarray:
         """Wrap into the box (remembering the lattice shift) and rotate to LAMMPS axes."""
         if positions.shape != (self.n_atoms, 3):
-            raise ValueError(f"expected ({self.n_atoms}, 3) positions, got {positions.shape}")
+            raise InputError(f"expected ({self.n_atoms}, 3) positions, got {positions.shape}")
         if not np.all(np.isfinite(positions)):
-            raise ValueError("positions are NaN or inf")
+            raise InputError("positions are NaN or inf")
         frac = positions @ self._inv_cell
         shift = np.floor(frac)
         frac = frac - shift
@@ -379,7 +380,7 @@ class LammpsSW:
         same criterion as ASE's fmax.  Returns the number of iterations done.
         """
         if style not in ("cg", "fire", "sd", "quickmin", "hftn"):
-            raise ValueError(f"unknown LAMMPS min_style {style!r}")
+            raise InputError(f"unknown LAMMPS min_style {style!r}")
         fmax = float(fmax)
         evals = max_evals if max_evals is not None else 20 * max_steps
         self.lmp.commands_list([
@@ -403,9 +404,9 @@ class LammpsSW:
         so runs are reproducible on one build and core count.
         """
         if thermostat not in ("nose-hoover", "langevin"):
-            raise ValueError("thermostat must be 'nose-hoover' or 'langevin'")
+            raise InputError("thermostat must be 'nose-hoover' or 'langevin'")
         if seed < 1:
-            raise ValueError("LAMMPS seeds must be positive integers")
+            raise InputError("LAMMPS seeds must be positive integers")
         dt_ps = float(timestep_fs) * 1e-3
         damp_ps = float(damp_fs) * 1e-3
         lmp = self.lmp
@@ -463,7 +464,7 @@ class LammpsSWCalculator(Calculator):
         super().calculate(atoms, properties, system_changes)
         at = self.atoms
         if not all(at.pbc):
-            raise ValueError("the LAMMPS SW calculator needs a fully periodic cell")
+            raise InputError("the LAMMPS SW calculator needs a fully periodic cell")
         _check_species(at.get_chemical_symbols(), self.params)
         s = self.session
         if s is None or s.n_atoms != len(at) or not np.allclose(s.cell, at.cell.array,
@@ -493,7 +494,7 @@ def melt_quench_stages(t_melt: float = 3000.0, t_end: float = 300.0,
                        hold_ps: float = 0.0) -> list[MDStage]:
     """Melt at t_melt, quench linearly to t_end at the given rate, optionally hold."""
     if quench_rate_K_per_s <= 0:
-        raise ValueError("quench rate must be positive")
+        raise InputError("quench rate must be positive")
     quench_ps = abs(t_melt - t_end) / quench_rate_K_per_s * 1e12
     stages = [MDStage(t_melt, t_melt, melt_ps), MDStage(t_melt, t_end, quench_ps)]
     if hold_ps > 0:
@@ -520,7 +521,7 @@ def random_positions(n_atoms: int, cell: np.ndarray, seed: int, min_dist: float 
     while k < n_atoms:
         tries += 1
         if tries > max_tries:
-            raise RuntimeError(f"could not place {n_atoms} atoms {min_dist} Å apart")
+            raise ComputationError(f"could not place {n_atoms} atoms {min_dist} Å apart")
         f = rng.random(3)
         if k:
             d = (pos[:k] @ inv) - f
@@ -584,7 +585,7 @@ class SWVinkModel(CalculatorModel):
     def __init__(self, backend: str = "auto", params: SWParams = VINK_SI,
                  lammps_args: Sequence[str] = ()):
         if backend not in ("auto", "lammps", "numpy"):
-            raise ValueError("backend must be 'auto', 'lammps' or 'numpy'")
+            raise InputError("backend must be 'auto', 'lammps' or 'numpy'")
         self.backend = backend
         self.params = params
         self.lammps_args = tuple(lammps_args)
@@ -631,7 +632,7 @@ class SWVinkModel(CalculatorModel):
     def check_minimize(self) -> None:
         """LAMMPS-native minimisation needs the LAMMPS backend."""
         if self.backend == "numpy":
-            raise ValueError("LAMMPS minimisation needs backend 'lammps' or 'auto', not 'numpy'")
+            raise InputError("LAMMPS minimisation needs backend 'lammps' or 'auto', not 'numpy'")
         from dismai.energy.lammps_runtime import import_lammps
 
         import_lammps()

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dismai.errors import InputError
+
 __all__ = [
     "N_REPS",
     "CONF_LEVEL",
@@ -84,7 +86,7 @@ def resample_indices(
     ``n_strucs_boot = -1``).
     """
     if n < 1:
-        raise ValueError("cannot bootstrap an empty data set")
+        raise InputError("cannot bootstrap an empty data set")
     size = n if sample_size in (None, -1) else int(sample_size)
     rng = np.random.default_rng(seed)
     population = np.arange(n)

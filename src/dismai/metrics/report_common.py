@@ -13,6 +13,7 @@ import numpy as np
 from dismai.fileio import atomic_path
 
 __all__ = ["TRAIN_COLOUR", "GEN_COLOUR", "csv_number", "csv_field", "format_number",
+           "format_entry",
            "text_table", "figure", "save_png", "binned_percentages", "motif_bars",
            "plot_histograms"]
 
@@ -41,6 +42,22 @@ def format_number(x) -> str:
     if not np.isfinite(x):
         return "nan"
     return f"{x:.4g}" if abs(x) >= 1e-3 or x == 0 else f"{x:.3e}"
+
+
+def format_entry(entry, value: bool = True) -> str:
+    """A metrics entry {"value", "lower_error", "upper_error"} as 'v [v - lower, v + upper]'
+    (the 95 % pivotal interval), or only the interval with ``value=False``; '-' for None.
+    A bare number is formatted as a value."""
+    if entry is None:
+        return "-"
+    if not isinstance(entry, dict):
+        return format_number(entry)
+    v, lo, hi = entry.get("value"), entry.get("lower_error"), entry.get("upper_error")
+    interval = (f"[{format_number(v - lo)}, {format_number(v + hi)}]"
+                if v is not None and lo is not None and hi is not None else "")
+    if not value:
+        return interval or "-"
+    return f"{format_number(v)} {interval}".rstrip()
 
 
 def text_table(header, rows, numbers_right: bool = False) -> str:

@@ -3,14 +3,24 @@
 Importing this package does not import torch: model classes load on first use.
 """
 
-from dismai.models.base import CheckpointError, GenerativeModel, NotFittedError, TrainingDataError
-from dismai.models.config import ConfigError, ModelConfig, ModelError, TrainConfig, resolve_config
+from dismai.errors import (
+    CheckpointError,
+    ConfigError,
+    ModelError,
+    NotFittedError,
+    TrainingDataError,
+)
+from dismai.models.base import GenerativeModel
+from dismai.models.config import ModelConfig, TrainConfig, resolve_config
 from dismai.models.registry import (
+    MODELS,
     UnknownModelError,
     available_models,
+    baseline_models,
     create_model,
     get_model_class,
     register_model,
+    trainable_models,
 )
 
 __all__ = [
@@ -23,7 +33,10 @@ __all__ = [
     "TrainingDataError",
     "NotFittedError",
     "UnknownModelError",
+    "MODELS",
     "available_models",
+    "trainable_models",
+    "baseline_models",
     "create_model",
     "get_model_class",
     "register_model",

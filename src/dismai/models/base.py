@@ -23,7 +23,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from dismai.models.config import ModelConfig, ModelError, config_from_dict, config_to_dict
+from dismai.errors import CheckpointError, ModelError, NotFittedError, TrainingDataError
+from dismai.models.config import ModelConfig, config_from_dict, config_to_dict
 from dismai.structures import StructureSet
 
 __all__ = [
@@ -40,18 +41,6 @@ __all__ = [
 
 FILE_FORMAT = "dismai-model"
 FILE_VERSION = 1
-
-
-class CheckpointError(ModelError):
-    """A model or checkpoint file that is missing, corrupted or not written by dismai."""
-
-
-class TrainingDataError(ModelError):
-    """Training data a model cannot use (mismatched cells or species, too few atoms)."""
-
-
-class NotFittedError(ModelError):
-    """sample() or save() called before fit() or load()."""
 
 
 def check_training_data(

@@ -26,12 +26,13 @@ from pathlib import Path
 
 import yaml
 
+from dismai.errors import ConfigError, ModelError
+
 __all__ = [
     "ModelError",
     "ConfigError",
     "ModelConfig",
     "TrainConfig",
-    "FAMILIES",
     "config_from_dict",
     "config_to_dict",
     "load_yaml_mapping",
@@ -41,16 +42,6 @@ __all__ = [
     "config_differences",
 ]
 
-#: Dataset families a preset may specialise (``DatasetSpec.family`` values).
-FAMILIES = ("alloy", "a-si", "interface")
-
-
-class ModelError(ValueError):
-    """Base class of every expected, user-facing error in dismai.models."""
-
-
-class ConfigError(ModelError):
-    """Unknown key, wrong type or invalid value in a model configuration."""
 
 
 @dataclasses.dataclass
@@ -203,11 +194,14 @@ def preset_layers(model: str, preset: str, family: str | None) -> list[tuple[str
         raise ConfigError(
             f"no preset {preset!r} for model {model!r}; available: {', '.join(known) or 'none'}"
         )
+    from dismai.families import FAMILIES  # a preset may specialise any registered family
+
     data = load_yaml_mapping(path)
     for section in data:
         if section != "defaults" and section not in FAMILIES:
             raise ConfigError(
-                f"{path.name}: unknown section {section!r}; use defaults or one of {FAMILIES}"
+                f"{path.name}: unknown section {section!r}; use defaults or one of "
+                f"{', '.join(FAMILIES.names())}"
             )
     layers = [(f"preset {preset} (defaults)", data.get("defaults") or {})]
     if family is not None and family in data:

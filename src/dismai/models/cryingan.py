@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -179,7 +180,7 @@ class Critic(nn.Module):
                  outputs: int = 10, pooling: str = "avg"):
         super().__init__()
         if pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}")
+            raise ConfigError(f"pooling must be one of {POOLINGS}")
         self.blocks = [(int(a), int(b)) for a, b in blocks]
         self.pooling = pooling
         n_atoms = self.blocks[-1][1]
@@ -242,6 +243,8 @@ class CryinGAN(TrainableModel):
     """CryinGAN with the published training loop (WGAN-GP, gen_int, separate Adams)."""
 
     name = "cryingan"
+    #: the critics see the atoms of one species as a set (pooled per species block)
+    invariances: ClassVar[tuple] = ("permutation",)
     Config = CryinGANConfig
     min_atoms = 2
     loss_columns = ("distance_dis", "cost_dis", "cost_gen", "D_real", "D_fake",
@@ -354,6 +357,14 @@ class CryinGAN(TrainableModel):
         alpha = torch.rand(b, 1, 1, generator=self._noise, device=self._dev)
         gp = gradient_penalty(critic, real, fake, alpha, self.config.gp_weight)
         return scores[:b].mean(), scores[b:].mean(), gp
+
+    def probe(self, frac: np.ndarray) -> np.ndarray:
+        """Coordinate-critic scores (B,) of (B, N, 3) fractional coordinates: the handle
+        dismai.testing uses to check the claimed invariances."""
+        with torch.no_grad():
+            x = torch.as_tensor(np.asarray(frac), dtype=torch.float32, device=self._dev)
+            d = self.distances(x) if self.uses_distances else None
+            return self.coord_critic(self._critic_input(x, d)).reshape(-1).double().cpu().numpy()
 
     def _critic_input(self, coords, dists):
         return torch.cat([coords, dists], dim=-1) if self.config.critic == "comb" else coords

@@ -468,6 +468,9 @@ class DiffCSP(TrainableModel):
     #: Evaluation options per dataset family, read by ``dismai bench``: the paper scored
     #: DiffCSP alloys with the translated lattice match (its structures come out shifted).
     eval_options: ClassVar[dict] = {"alloy": {"lattice_match": "translated"}}
+    #: the score is periodic and unchanged by a common shift of all atoms; permuting atoms
+    #: within a species block permutes it
+    invariances: ClassVar[tuple] = ("translation", "permutation")
 
     # ------------------------------------------------------------------ construction
     def _build(self, template: StructureSet) -> None:
@@ -528,6 +531,15 @@ class DiffCSP(TrainableModel):
         if self._amp:
             return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
+
+    def probe(self, frac: np.ndarray) -> np.ndarray:
+        """Predicted score (B, N, 3) of (B, N, 3) fractional coordinates at the middle time
+        step: the handle dismai.testing uses to check the claimed invariances."""
+        with torch.no_grad():
+            x = torch.as_tensor(np.asarray(frac), dtype=torch.float32, device=self._dev)
+            t = torch.full((x.shape[0],), max(1, self.config.timesteps // 2),
+                           dtype=torch.long, device=self._dev)
+            return self.denoise(x, t).double().cpu().numpy()
 
     def denoise(self, frac: torch.Tensor, t: torch.Tensor, lattice=None):
         """Predicted normalised score (float32) with the configured denoiser and precision.

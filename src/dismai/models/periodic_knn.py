@@ -20,6 +20,8 @@ import itertools
 
 import torch
 
+from dismai.errors import InputError
+
 __all__ = ["periodic_knn", "neighbour_distances", "min_width", "IMAGE_SHIFTS"]
 
 #: The 27 integer image shifts of the 3x3x3 block, (0, 0, 0) first then x outer, z inner
@@ -72,7 +74,7 @@ def _select_27_images(frac: torch.Tensor, lattice: torch.Tensor, k: int, bi, ii)
     """
     n = frac.shape[1]
     if 27 * n - 1 < k:
-        raise ValueError(f"cannot find {k} neighbours among {27 * n - 1} periodic images")
+        raise InputError(f"cannot find {k} neighbours among {27 * n - 1} periodic images")
     images = IMAGE_SHIFTS.to(frac)  # (27, 3)
     chunk = max(1, (1 << 24) // (27 * n * 3))
     out_d2, out_idx, out_shift = [], [], []

@@ -1,47 +1,51 @@
-"""Model names -> classes, imported lazily so the CLI starts without loading torch."""
+"""Model names -> classes, through the one lazy registry (dismai.registry).
+
+The CLI starts without importing torch: a class is imported on first use.  A new model adds
+one line to ``MODELS`` below (or calls ``register_model`` from a plugin); reference
+generators that learn nothing carry the tag ``baseline=True``.
+"""
 
 from __future__ import annotations
 
-import importlib
+from dismai.errors import UnknownNameError
+from dismai.registry import Registry
 
-from dismai.models.config import ModelError
-
-__all__ = ["available_models", "get_model_class", "create_model", "register_model",
-           "UnknownModelError"]
+__all__ = ["MODELS", "available_models", "trainable_models", "baseline_models",
+           "get_model_class", "create_model", "register_model", "UnknownModelError"]
 
 
-class UnknownModelError(ModelError):
+class UnknownModelError(UnknownNameError):
     """A model name that is not registered."""
 
 
-#: name -> "module:Class".  A new model adds one line here.
-_BUILTIN: dict[str, str] = {
-    "cryingan": "dismai.models.cryingan:CryinGAN",
-    "diffcsp": "dismai.models.diffcsp:DiffCSP",
-    "random": "dismai.models.baselines:RandomBaseline",
-    "shuffled-lattice": "dismai.models.baselines:ShuffledLatticeBaseline",
-}
-_EXTRA: dict[str, type] = {}
+MODELS = Registry("model", error=UnknownModelError)
+MODELS.register("cryingan", "dismai.models.cryingan:CryinGAN")
+MODELS.register("diffcsp", "dismai.models.diffcsp:DiffCSP")
+MODELS.register("random", "dismai.models.baselines:RandomBaseline", baseline=True)
+MODELS.register("shuffled-lattice", "dismai.models.baselines:ShuffledLatticeBaseline",
+                baseline=True)
 
 
 def available_models() -> list[str]:
-    return sorted(set(_BUILTIN) | set(_EXTRA))
+    return MODELS.names()
 
 
-def register_model(name: str, cls: type) -> None:
-    """Add a model class at run time (plugins, tests)."""
-    _EXTRA[name] = cls
+def trainable_models() -> list[str]:
+    """Models that learn from data (everything but the baselines)."""
+    return MODELS.names(baseline=False)
+
+
+def baseline_models() -> list[str]:
+    return MODELS.names(baseline=True)
+
+
+def register_model(name: str, cls, *, baseline: bool = False) -> None:
+    """Add a model class (or a "module:Class" path) at run time: plugins, tests."""
+    MODELS.register(name, cls, baseline=baseline)
 
 
 def get_model_class(name: str) -> type:
-    if name in _EXTRA:
-        return _EXTRA[name]
-    if name not in _BUILTIN:
-        raise UnknownModelError(
-            f"unknown model {name!r}; available: {', '.join(available_models())}"
-        )
-    module, cls = _BUILTIN[name].split(":")
-    return getattr(importlib.import_module(module), cls)
+    return MODELS.get(name)
 
 
 def create_model(name: str, config=None):

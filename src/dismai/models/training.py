@@ -31,6 +31,8 @@ from typing import ClassVar
 import numpy as np
 import yaml
 
+from dismai.errors import ModelError, RunDirError
+from dismai.extxyz import write_extxyz
 from dismai.fileio import atomic_path, write_text
 from dismai.models.base import (
     FILE_FORMAT,
@@ -41,12 +43,7 @@ from dismai.models.base import (
     read_torch_file,
     template_to_dict,
 )
-from dismai.models.config import (
-    ModelError,
-    TrainConfig,
-    config_differences,
-    config_to_dict,
-)
+from dismai.models.config import TrainConfig, config_differences, config_to_dict
 from dismai.structures import StructureSet
 
 __all__ = ["TrainableModel", "Trainer", "RunDirError", "TrainingInterrupted", "select_device",
@@ -56,10 +53,6 @@ CHECKPOINT = "checkpoint.pt"
 MODEL_FILE = "model.pt"
 CONFIG_FILE = "config.yaml"
 LOSSES_FILE = "losses.csv"
-
-
-class RunDirError(ModelError):
-    """A run directory that cannot be used as asked (exists, or holds a different run)."""
 
 
 class TrainingInterrupted(Exception):
@@ -225,12 +218,21 @@ def _set_global_rng_states(states: dict) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
-def _seed_everything(seed: int) -> None:
+@contextlib.contextmanager
+def _seeded_global_rngs(seed: int):
+    """Seed the global random, numpy and torch generators for the run (weight init and
+    dropout draw from them) and give the caller's states back afterwards, so training
+    never changes random numbers outside itself."""
     import torch
 
+    caller = _global_rng_states()
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+    try:
+        yield
+    finally:
+        _set_global_rng_states(caller)
 
 
 class Trainer:
@@ -359,16 +361,19 @@ class Trainer:
         if self.run_dir is None or self.cfg.n_sample_dump == 0:
             return
         s = self.model.sample(self.cfg.n_sample_dump, seed=self.cfg.seed)
-        s.write_extxyz(self.run_dir / "samples" / f"epoch_{epochs_done:06d}.extxyz")
+        write_extxyz(s, self.run_dir / "samples" / f"epoch_{epochs_done:06d}.extxyz")
 
     # ------------------------------------------------------------------ main loop
     def fit(self, train: StructureSet, val: StructureSet | None = None, resume: bool = False):
+        with _seeded_global_rngs(self.cfg.seed):
+            self._fit(train, val, resume)
+
+    def _fit(self, train: StructureSet, val: StructureSet | None, resume: bool) -> None:
         m, cfg = self.model, self.cfg
         check_training_data(train, val, min_atoms=m.min_atoms)
         has_ckpt = self._check_run_dir(resume)
         self._fingerprint = _data_fingerprint(train, val)
 
-        _seed_everything(cfg.seed)
         m._build(train)
         self.optimizers = m.optimizers = m.make_optimizers()
         m.prepare_data(train, val)
@@ -391,8 +396,9 @@ class Trainer:
         t_start = time.monotonic() - pos["elapsed"]
         last_ckpt_time, last_ckpt_step = time.monotonic(), pos["step"]
 
-        bar_ctx = _progress_bar(self.progress, total, pos["step"], f"{m.name}/{m.device.type}")
+        bar_ctx = _progress_bar(self.progress, total, f"{m.name}/{m.device.type}")
         with _stop_signals() as stop, bar_ctx as bar:
+            bar(pos, None)
             while pos["epoch"] < cfg.epochs:
                 pos["data_rng"] = data_rng.bit_generator.state  # epoch start: redrawn on resume
                 items = m.epoch_items(data_rng)
@@ -457,21 +463,19 @@ def _means(accum: dict, columns) -> dict[str, float]:
 
 
 @contextlib.contextmanager
-def _progress_bar(enabled: bool, total: int, done: int, label: str = ""):
-    """A rich progress bar with ETA on stderr; yields update(pos, stats)."""
-    if not enabled:
-        yield lambda pos, means: None
-        return
-    from dismai.progress import make_progress
+def _progress_bar(progress, total: int, label: str = ""):
+    """Report training through the progress convention (dismai.progress): stage
+    "training <model>/<device>", done = optimiser steps; yields update(pos, means)."""
+    from dismai.progress import reporter
 
-    prog = make_progress("{task.fields[info]}", bar_width=20)
-    task = prog.add_task(f"{label} starting", total=total, completed=done, info="")
+    stage = f"training {label}"
+    info = {"epoch": 0}
+    with reporter(progress) as report:
+        def update(pos, means):
+            info["epoch"] = pos["epoch"]
+            if means:  # last finished epoch's averages (first two columns)
+                for k, v in list(means.items())[:2]:
+                    info[k] = f"{v:.3g}"
+            report(stage, pos["step"], total, **info)
 
-    def update(pos, means):
-        fields = {"completed": pos["step"], "description": f"{label} epoch {pos['epoch']}"}
-        if means:  # last finished epoch's averages (first two columns)
-            fields["info"] = " ".join(f"{k} {v:.3g}" for k, v in list(means.items())[:2])
-        prog.update(task, **fields)
-
-    with prog:
         yield update

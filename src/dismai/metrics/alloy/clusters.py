@@ -32,6 +32,7 @@ from scipy.spatial import cKDTree
 
 from dismai import fcc
 from dismai.energy.cluster_expansion import PAIR_INDEX
+from dismai.errors import InputError
 from dismai.metrics.alloy.cell_list import closest_within
 from dismai.metrics.alloy.geometry import (
     HALF,
@@ -128,7 +129,7 @@ def cluster_counts(positions: np.ndarray, species: np.ndarray,
     spec = np.asarray(species, dtype=np.int64)
     n = len(pos)
     if n == 0:
-        raise ValueError("a structure with no atoms has no cluster counts")
+        raise InputError("a structure with no atoms has no cluster counts")
     if basis is None:
         basis, _ = find_basis(pos, BASIS_MARGIN, normalise_c=False)
         if basis is None:

@@ -28,6 +28,8 @@ from dismai.energy.cluster_expansion import (
     formation_energy,
     probability_vector,
 )
+from dismai.errors import DatasetError, InputError
+from dismai.metrics.accounting import pct_failed_metric
 from dismai.metrics.alloy.clusters import cluster_counts_many
 from dismai.metrics.alloy.lattice_match import LatticeMatch, match_lattice
 from dismai.metrics.alloy.sro import SRO_COLUMNS, warren_cowley
@@ -36,7 +38,6 @@ from dismai.metrics.bootstrap import (
     N_REPS,
     SEED,
     euclidean_to,
-    no_ci,
     pivotal_bootstrap_of_mean,
 )
 from dismai.structures import StructureSet
@@ -116,7 +117,7 @@ def evaluate(gen: StructureSet, reference: dict, n_generated: int | None = None,
     m = len(gen)
     n_gen = m if n_generated is None else int(n_generated)
     if n_gen < m:
-        raise ValueError(f"n_generated ({n_gen}) is smaller than the number of structures ({m})")
+        raise InputError(f"n_generated ({n_gen}) is smaller than the number of structures ({m})")
     match = match_lattice(gen, lattice_match, self_exclusion=self_exclusion)
     counts, vac = counts_from_match(match, workers=workers)
     ok = match.accepted
@@ -131,7 +132,7 @@ def evaluate(gen: StructureSet, reference: dict, n_generated: int | None = None,
 
     train_mean = np.asarray(reference["train_mean_probability"], dtype=np.float64)
     if train_mean.shape != (N_COLS,):
-        raise ValueError(f"reference train_mean_probability must have {N_COLS} entries")
+        raise DatasetError(f"reference train_mean_probability must have {N_COLS} entries")
     boot = {"n_reps": n_reps, "conf_level": conf_level, "seed": seed}
     d_cluster = pivotal_bootstrap_of_mean(probs[ok], euclidean_to(train_mean), **boot)
     # §5.3: snapped variants read the §2.1 vac_count of every structure, rotated the §3.5
@@ -140,11 +141,10 @@ def evaluate(gen: StructureSet, reference: dict, n_generated: int | None = None,
     pct_vac = pivotal_bootstrap_of_mean((vac_rows > 0).astype(np.float64)[:, None],
                                         lambda mean: 100.0 * mean[..., 0], **boot)
     n_final = int(ok.sum())
-    pct_failed = 100.0 - 100.0 * n_final / n_gen if n_gen else float("nan")  # §0.4
     metrics = {
         "d_cluster": d_cluster.as_dict(),
         "pct_vacancy": pct_vac.as_dict(),
-        "pct_failed": no_ci(pct_failed).as_dict(),
+        "pct_failed": pct_failed_metric(n_final, n_gen),
     }
     return AlloyEvaluation(
         lattice_match=match.variant,

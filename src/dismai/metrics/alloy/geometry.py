@@ -14,6 +14,7 @@ import numpy as np
 
 from dismai import fcc
 from dismai.energy.cluster_expansion import SPECIES
+from dismai.errors import InputError
 from dismai.structures import StructureSet
 
 L = fcc.CELL_LENGTH  # 14.4 Å
@@ -37,7 +38,7 @@ __all__ = [
 def check_alloy_cell(structures: StructureSet, atol: float = 1e-3) -> None:
     """Raise ValueError unless the set uses the 14.4 Å reference cube (spec §1.3, §9.7)."""
     if not np.allclose(structures.lattice, fcc.lattice_matrix(), atol=atol):
-        raise ValueError(
+        raise InputError(
             "alloy evaluation needs the 14.4 Å cubic reference cell; got "
             f"{np.round(structures.lattice, 4).tolist()}"
         )
@@ -49,7 +50,7 @@ def species_indices(species) -> np.ndarray:
     bad = sorted(set(species) - set(lut))
     if bad:
         # the reference asserts on any key other than Cr/Fe/Ni (spec §3.4, §9.12)
-        raise ValueError(f"alloy evaluation supports only {list(SPECIES)}; got {bad}")
+        raise InputError(f"alloy evaluation supports only {list(SPECIES)}; got {bad}")
     return np.array([lut[s] for s in species], dtype=np.int64)
 
 

@@ -39,12 +39,14 @@ Deliberate differences from the reference (also in docs/alloy-benchmark.md):
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.spatial import cKDTree
 
 from dismai import fcc
+from dismai.errors import InputError
 from dismai.metrics.alloy.geometry import (
     HALF,
     L,
@@ -223,17 +225,16 @@ def match_translated(structures: StructureSet, self_exclusion: bool = False) -> 
 
 
 # ----------------------------------------------------------------------------- rotated
-_SUPERCELL_FRAC = None
-
-
+@functools.lru_cache(maxsize=1)
 def _supercell_frac() -> np.ndarray:
-    """Fractional coordinates of the 3x3x3 reference supercell, shifted by -0.5 (§2.3 B1)."""
-    global _SUPERCELL_FRAC
-    if _SUPERCELL_FRAC is None:
-        offs = np.array(np.meshgrid(range(3), range(3), range(3), indexing="ij")).reshape(3, -1).T
-        pts = (fcc.site_frac()[None, :, :] + offs[:, None, :]) / 3.0
-        _SUPERCELL_FRAC = pts.reshape(-1, 3) - 0.5
-    return _SUPERCELL_FRAC
+    """Fractional coordinates of the 3x3x3 reference supercell, shifted by -0.5 (§2.3 B1).
+
+    A constant, computed once; returned read-only so no caller can change it."""
+    offs = np.array(np.meshgrid(range(3), range(3), range(3), indexing="ij")).reshape(3, -1).T
+    pts = (fcc.site_frac()[None, :, :] + offs[:, None, :]) / 3.0
+    out = pts.reshape(-1, 3) - 0.5
+    out.setflags(write=False)
+    return out
 
 
 def rotated_reference(basis: np.ndarray) -> np.ndarray:
@@ -394,7 +395,7 @@ def match_lattice(structures: StructureSet, variant: str = "auto",
        (thermal-like noise of 0.1-0.2 Å tilts the measured axes by only ~2-4°).
     """
     if variant not in VARIANTS:
-        raise ValueError(f"unknown lattice_match {variant!r}; use one of {', '.join(VARIANTS)}")
+        raise InputError(f"unknown lattice_match {variant!r}; use one of {', '.join(VARIANTS)}")
     if variant == "as-is":
         return match_as_is(structures, self_exclusion)
     if variant == "translated":

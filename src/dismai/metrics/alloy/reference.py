@@ -18,14 +18,13 @@ from dismai.energy.cluster_expansion import (
     formation_energy,
     probability_vector,
 )
+from dismai.errors import InputError
 from dismai.metrics.alloy.lattice_match import match_as_is
 from dismai.metrics.alloy.sro import SRO_COLUMNS, warren_cowley
 from dismai.metrics.bootstrap import CONF_LEVEL, N_REPS, SEED
 from dismai.structures import StructureSet
 
-__all__ = ["REFERENCE_FORMAT", "train_statistics", "build_reference"]
-
-REFERENCE_FORMAT = 1
+__all__ = ["train_statistics", "build_reference"]
 #: decimals kept for per-structure values (plots only); means are stored at full precision
 _ENERGY_DECIMALS = 9  # eV/atom (1e-6 meV/atom)
 _SRO_DECIMALS = 6
@@ -35,7 +34,7 @@ def _site_species(structures: StructureSet, what: str) -> np.ndarray:
     match = match_as_is(structures)
     bad = np.flatnonzero(match.vac_count > 0)
     if len(bad):
-        raise ValueError(
+        raise InputError(
             f"{what} structure {int(bad[0])} has {int(match.vac_count[bad[0]])} empty sites; "
             "reference structures must occupy every FCC site"
         )
@@ -65,8 +64,6 @@ def build_reference(train: StructureSet, val: StructureSet) -> dict:
     stats = train_statistics(train)
     energies = stats["formation_energy"]
     ref = {
-        "family": "alloy",
-        "format": REFERENCE_FORMAT,
         "n_train": len(train),
         "n_val": len(val),
         "columns": list(COLUMNS),

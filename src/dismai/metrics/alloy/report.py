@@ -1,4 +1,4 @@
-"""Alloy evaluation outputs: per-structure CSV, SRO and energy plots, a text table.
+"""Alloy evaluation outputs: per-structure CSV, SRO and energy plots.
 
 Plots are drawn with matplotlib's Agg canvas directly (no pyplot state, so they work in
 threads and on headless machines).  Every file appears atomically (temporary name, then
@@ -13,14 +13,13 @@ from pathlib import Path
 import numpy as np
 
 from dismai.fileio import write_text
-from dismai.metrics.alloy.evaluate import METRIC_NAMES, AlloyEvaluation
+from dismai.metrics.alloy.evaluate import AlloyEvaluation
 from dismai.metrics.report_common import GEN_COLOUR as _GEN_COLOUR
 from dismai.metrics.report_common import TRAIN_COLOUR as _TRAIN_COLOUR
 from dismai.metrics.report_common import binned_percentages as _binned
 from dismai.metrics.report_common import csv_number as _num
 from dismai.metrics.report_common import figure as _figure
 from dismai.metrics.report_common import save_png as _save_png
-from dismai.metrics.report_common import text_table
 
 __all__ = [
     "ENERGY_BIN_EDGES",
@@ -29,7 +28,6 @@ __all__ = [
     "energy_histogram",
     "plot_sro",
     "plot_energy_histogram",
-    "format_table",
     "write_outputs",
 ]
 
@@ -154,42 +152,8 @@ def plot_energy_histogram(train_energy: np.ndarray, gen_energy: np.ndarray,
     _save_png(fig, path)
 
 
-def _fmt(x) -> str:
-    return "n/a" if x is None else f"{x:.4g}"
-
-
-def _interval(m: dict) -> str:
-    v, lo, hi = m.get("value"), m.get("lower_error"), m.get("upper_error")
-    if v is None or lo is None or hi is None:
-        return "-"
-    return f"[{v - lo:.4g}, {v + hi:.4g}]"
-
-
-_LABELS = {
-    "d_cluster": "d_cluster",
-    "pct_vacancy": "% with vacancies",
-    "pct_failed": "% failed",
-}
-
-
-def format_table(metrics: dict, noise_floor: dict | None = None) -> str:
-    """Readable table: metric, value, pivotal 95 % interval, validation-vs-train noise floor."""
-    names = [n for n in METRIC_NAMES if n in metrics] + [n for n in metrics
-                                                          if n not in METRIC_NAMES]
-    rows = []
-    for n in names:
-        m = metrics[n]
-        floor = (noise_floor or {}).get(n)
-        floor_s = "-" if floor is None else _fmt(floor.get("value"))
-        if floor is not None and floor.get("lower_error") is not None:
-            floor_s += f" {_interval(floor)}"
-        rows.append((_LABELS.get(n, n), _fmt(m.get("value")), _interval(m), floor_s))
-    return text_table(("metric", "value", "95% CI (pivotal)", "noise floor (val vs train)"),
-                      rows)
-
-
 def write_outputs(evaluation: AlloyEvaluation, reference: dict, out_dir) -> dict[str, Path]:
-    """Write per_structure.csv, sro_1NN.png, sro_2NN.png, energy_histogram.png, metrics.txt."""
+    """Write per_structure.csv, sro_1NN.png, sro_2NN.png, energy_histogram.png."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {
@@ -197,7 +161,6 @@ def write_outputs(evaluation: AlloyEvaluation, reference: dict, out_dir) -> dict
         "sro_1nn": out / "sro_1NN.png",
         "sro_2nn": out / "sro_2NN.png",
         "energy": out / "energy_histogram.png",
-        "table": out / "metrics.txt",
     }
     write_text(paths["csv"], per_structure_csv(evaluation))
     ok = evaluation.accepted
@@ -209,5 +172,4 @@ def write_outputs(evaluation: AlloyEvaluation, reference: dict, out_dir) -> dict
     train_mean = float(reference.get("train_formation_energy_mean",
                                      train_e.mean() if len(train_e) else np.nan))
     plot_energy_histogram(train_e, evaluation.formation_energy[ok], train_mean, paths["energy"])
-    write_text(paths["table"], format_table(evaluation.metrics, reference.get("noise_floor")))
     return paths

@@ -20,11 +20,18 @@ reported relative to the training mean in meV/atom (§6.3: a plot, no scalar met
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from dismai.errors import DatasetError
+from dismai.metrics.accounting import (
+    checked_features,
+    energies_per_atom,
+    mean_relax_steps_metric,
+    pct_failed_metric,
+    relax_accounting,
+)
 from dismai.metrics.asi.angles import ANGLE_CENTRES, d_angle
 from dismai.metrics.asi.features import ASiFeatures, compute_features
 from dismai.metrics.asi.motifs import cos_motif, d_motif, motif_labels
@@ -35,13 +42,10 @@ from dismai.metrics.bootstrap import (
     N_REPS,
     SEED,
     euclidean_to,
-    no_ci,
-    pivotal_bootstrap_of_mean,
 )
 from dismai.structures import StructureSet
 
-__all__ = ["METRIC_NAMES", "ASiEvaluation", "evaluate", "metrics_from_features",
-           "energies_per_atom", "relax_steps"]
+__all__ = ["METRIC_NAMES", "ASiEvaluation", "evaluate", "metrics_from_features"]
 
 METRIC_NAMES = ("d_motif", "cos_motif", "d_rdf", "d_angle", "pct_failed", "mean_relax_steps")
 
@@ -69,60 +73,6 @@ class ASiEvaluation:
     delta_energy_mev: np.ndarray | None = None
     relax_steps: np.ndarray | None = None
     extra: dict = field(default_factory=dict)
-
-
-def energies_per_atom(structures: StructureSet) -> np.ndarray | None:
-    """eV/atom from ``properties['energy_per_atom']``, else ``properties['energy'] / N``."""
-    p = structures.properties
-    if "energy_per_atom" in p:
-        return np.asarray(p["energy_per_atom"], dtype=np.float64).reshape(len(structures))
-    if "energy" in p:
-        return (np.asarray(p["energy"], dtype=np.float64).reshape(len(structures))
-                / structures.n_atoms)
-    return None
-
-
-def relax_steps(relax_results) -> tuple[np.ndarray, np.ndarray]:
-    """(n_steps, converged) per relaxed structure from relaxation results.
-
-    Accepts a :class:`dismai.relax.RelaxRun` (its ``table``: ``steps``, ``status``), a
-    mapping of arrays (``n_steps`` or ``steps``; optional ``converged`` or ``status``), or a
-    sequence of such mappings / objects.  Converged: True, or the strings 'converged',
-    'yes', 'soft' (the reference's relax_results.csv); a missing flag means converged.
-    """
-    if hasattr(relax_results, "table") and not isinstance(relax_results, Mapping):
-        relax_results = list(relax_results.table)
-    if isinstance(relax_results, Mapping):
-        steps = relax_results.get("n_steps", relax_results.get("steps"))
-        steps = np.asarray(steps, dtype=np.float64).ravel()
-        conv = relax_results.get("converged", relax_results.get("status"))
-    else:
-        rows = list(relax_results)
-
-        def get(r, *keys):
-            for k in keys:
-                v = r.get(k) if isinstance(r, Mapping) else getattr(r, k, None)
-                if v is not None:
-                    return v
-            return None
-
-        steps = np.array([get(r, "n_steps", "steps") for r in rows], dtype=np.float64)
-        conv = [get(r, "converged", "status") for r in rows]
-        conv = None if all(c is None for c in conv) else [True if c is None else c
-                                                           for c in conv]
-    if conv is None:
-        ok = np.ones(len(steps), dtype=bool)
-    else:
-        ok = np.array([_truthy(c) for c in np.asarray(conv, dtype=object).ravel()], dtype=bool)
-    if len(ok) != len(steps):
-        raise ValueError("relax results: steps and converged flags differ in length")
-    return steps, ok
-
-
-def _truthy(c) -> bool:
-    if isinstance(c, str):
-        return c.strip().lower() in ("converged", "yes", "soft", "true", "1")
-    return bool(c)
 
 
 def metrics_from_features(feats: ASiFeatures, reference: dict, *, n_reps: int = N_REPS,
@@ -160,44 +110,6 @@ def motif_table(feats: ASiFeatures, reference: dict, **boot) -> dict:
             "upper_error": np.asarray(hi).tolist()}
 
 
-def checked_features(gen: StructureSet, features, compute, n_workers):
-    """``features`` if given (one row per structure of gen, else ValueError), otherwise
-    ``compute(gen, n_workers)``: shared by the relaxed-structure suites."""
-    feats = compute(gen, n_workers) if features is None else features
-    if len(feats) != len(gen):
-        raise ValueError(f"features have {len(feats)} rows for {len(gen)} structures")
-    return feats
-
-
-def relax_accounting(gen: StructureSet, relax_results, n_generated: int | None,
-                     n_failed_postprocess: int):
-    """(steps, converged, n_relax_failed, n_generated) shared by the relaxed-structure suites.
-
-    steps/converged come from relax_results (see :func:`relax_steps`) or, without it, from a
-    ``relax_steps`` property of gen (dismai.relax output); both None when neither exists.
-    n_generated defaults to len(gen) + n_failed_postprocess + non-converged relaxations.
-    """
-    m = len(gen)
-    steps = conv = None
-    if relax_results is not None:
-        steps, conv = relax_steps(relax_results)
-    elif "relax_steps" in gen.properties:  # dismai.relax output carries its step counts
-        steps = np.asarray(gen.properties["relax_steps"], dtype=np.float64).ravel()
-        conv = np.ones(len(steps), dtype=bool)
-    n_relax_failed = 0 if conv is None or relax_results is None else int((~conv).sum())
-    n_gen = (m + int(n_failed_postprocess) + n_relax_failed) if n_generated is None \
-        else int(n_generated)
-    if n_gen < m:
-        raise ValueError(f"n_generated ({n_gen}) is smaller than the number of structures ({m})")
-    return steps, conv, n_relax_failed, n_gen
-
-
-def mean_relax_steps_metric(steps, conv, **boot) -> dict:
-    """Mean relaxation steps of the converged structures with its pivotal interval (§6.5)."""
-    ok = steps[conv & np.isfinite(steps)]
-    return pivotal_bootstrap_of_mean(ok[:, None], lambda mean: mean[..., 0], **boot).as_dict()
-
-
 def evaluate(gen: StructureSet, reference: dict, n_generated: int | None = None,
              n_failed_postprocess: int = 0, relax_results=None, *, n_workers: int | None = 1,
              features: ASiFeatures | None = None, n_reps: int = N_REPS,
@@ -225,9 +137,7 @@ def evaluate(gen: StructureSet, reference: dict, n_generated: int | None = None,
                                                           n_failed_postprocess)
     boot = {"n_reps": n_reps, "conf_level": conf_level, "seed": seed}
     metrics, rdf_band, ang_band, motifs = metrics_from_features(feats, reference, **boot)
-    # §6.5: 100.0 - (n_gen / n_ori * 100), written in the reference's operation order
-    pct_failed = 100.0 - (m / n_gen * 100) if n_gen else float("nan")
-    metrics["pct_failed"] = no_ci(pct_failed).as_dict()
+    metrics["pct_failed"] = pct_failed_metric(m, n_gen)
     if steps is not None:
         metrics["mean_relax_steps"] = mean_relax_steps_metric(steps, conv, **boot)
     energy = energies_per_atom(gen)
@@ -251,5 +161,5 @@ def _check_axes(reference: dict) -> None:
     """Sanity check that a reference was built with the same bins."""
     for key, n in (("train_mean_rdf", len(RDF_R)), ("train_mean_angle", len(ANGLE_CENTRES))):
         if len(reference[key]) != n:
-            raise ValueError(f"reference {key} has {len(reference[key])} bins, expected {n}")
+            raise DatasetError(f"reference {key} has {len(reference[key])} bins, expected {n}")
 

@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from dismai.errors import InputError
+from dismai.metrics.accounting import energies_per_atom, pct_failed_metric
 from dismai.metrics.asi.angles import ANGLE_CENTRES
-from dismai.metrics.asi.evaluate import energies_per_atom, metrics_from_features
+from dismai.metrics.asi.evaluate import metrics_from_features
 from dismai.metrics.asi.features import ASiFeatures, compute_features
 from dismai.metrics.asi.motifs import (
     OP_PCT_THRESHOLD,
@@ -59,7 +61,7 @@ def reference_from_features(train: ASiFeatures, val: ASiFeatures | None = None,
                             seed: int = SEED) -> dict:
     """The reference dict from precomputed features (see module docstring for the layout)."""
     if len(train) == 0:
-        raise ValueError("empty training set")
+        raise InputError("empty training set")
     counts = train.motif_counts.sum(axis=0)
     # first appearance over train atoms orders motifs outside the fixed list (§6.8)
     first_struct = np.where(train.motif_counts > 0, np.arange(len(train))[:, None], len(train))
@@ -67,8 +69,6 @@ def reference_from_features(train: ASiFeatures, val: ASiFeatures | None = None,
     labels = motif_labels()
     seen = np.flatnonzero(counts > 0)
     ref = {
-        "dataset": "a-si",
-        "version": 1,
         "n_atoms": int(n_atoms),
         "n_train": len(train),
         "n_val": 0 if val is None else len(val),
@@ -89,7 +89,7 @@ def reference_from_features(train: ASiFeatures, val: ASiFeatures | None = None,
         else np.asarray(train_energy, dtype=np.float64).tolist(),
         "train_mean_energy_per_atom": None if train_energy is None
         else float(np.mean(train_energy)),
-        "noise_floor": None,
+        "noise_floor": {},
         "settings": {
             "fingerprint_crystalnn": vars_of(FINGERPRINT_SETTINGS),
             "angle_crystalnn": vars_of(GEOMETRIC_SETTINGS),
@@ -102,7 +102,7 @@ def reference_from_features(train: ASiFeatures, val: ASiFeatures | None = None,
     if val is not None and len(val):
         metrics, _, _, _ = metrics_from_features(val, ref, n_reps=n_reps,
                                                  conf_level=conf_level, seed=seed)
-        ref["noise_floor"] = metrics
+        ref["noise_floor"] = {**metrics, "pct_failed": pct_failed_metric(len(val), len(val))}
     return ref
 
 

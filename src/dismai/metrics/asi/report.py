@@ -1,4 +1,4 @@
-"""a-Si evaluation outputs: plots, per-structure CSV, text table.
+"""a-Si evaluation outputs: plots and per-structure CSV/NPZ.
 
 Plots use matplotlib's Agg canvas directly (no pyplot state) and every file is written
 atomically through :func:`dismai.fileio.atomic_path`, so an interrupted run never leaves a
@@ -18,16 +18,15 @@ import numpy as np
 
 from dismai.fileio import write_bytes, write_text
 from dismai.metrics.asi.angles import ANGLE_CENTRES
-from dismai.metrics.asi.evaluate import METRIC_NAMES, ASiEvaluation
+from dismai.metrics.asi.evaluate import ASiEvaluation
 from dismai.metrics.asi.motifs import motif_labels
 from dismai.metrics.asi.rdf import RDF_R
 from dismai.metrics.report_common import GEN_COLOUR as _GEN
 from dismai.metrics.report_common import TRAIN_COLOUR as _TRAIN
-from dismai.metrics.report_common import binned_percentages, motif_bars, plot_histograms, text_table
+from dismai.metrics.report_common import binned_percentages, motif_bars, plot_histograms
 from dismai.metrics.report_common import csv_field as _csv_field
 from dismai.metrics.report_common import csv_number as _num
 from dismai.metrics.report_common import figure as _figure
-from dismai.metrics.report_common import format_number as _fmt
 from dismai.metrics.report_common import save_png as _save_png
 
 __all__ = [
@@ -38,21 +37,11 @@ __all__ = [
     "plot_angles",
     "plot_motifs",
     "plot_energy_histogram",
-    "format_table",
     "write_outputs",
 ]
 
 #: §6.3: np.arange(-50, 100 + 5, 5) meV/atom, 31 edges, 30 bins
 ENERGY_BIN_EDGES = np.arange(-50.0, 100.0 + 5.0, 5.0)
-TABLE_HEADER = ("metric", "value", "lower err", "upper err", "noise floor (val)")
-_METRIC_TITLES = {
-    "d_motif": "d_motif (fingerprint, Euclidean)",
-    "cos_motif": "cos_motif (fingerprint, cosine)",
-    "d_rdf": "d_rdf (g(r), Euclidean)",
-    "d_angle": "d_angle (bond angles, Euclidean)",
-    "pct_failed": "% failed structures",
-    "mean_relax_steps": "mean relaxation steps",
-}
 
 
 def energy_histogram(delta_mev: np.ndarray, edges: np.ndarray = ENERGY_BIN_EDGES
@@ -142,28 +131,8 @@ def plot_energy_histogram(train_delta_mev, gen_delta_mev, path) -> None:
                     "E - mean(E_train) (meV/atom)", "Energy relative to the training mean")
 
 
-def format_table(metrics: dict, noise_floor: dict | None = None) -> str:
-    """Plain-text table: metric, value, pivotal errors, and the val-vs-train noise floor."""
-    noise_floor = noise_floor or {}
-    rows = []
-    for name in METRIC_NAMES:
-        if name not in metrics:
-            continue
-        m = metrics[name]
-        nf = noise_floor.get(name)
-        rows.append((_METRIC_TITLES.get(name, name), _fmt(m.get("value")),
-                     _fmt(m.get("lower_error")), _fmt(m.get("upper_error")),
-                     _fmt(nf.get("value")) if nf else "-"))
-    for name in metrics:
-        if name not in METRIC_NAMES:
-            m = metrics[name]
-            rows.append((name, _fmt(m.get("value")), _fmt(m.get("lower_error")),
-                         _fmt(m.get("upper_error")), "-"))
-    return text_table(TABLE_HEADER, rows, numbers_right=True)
-
-
 def write_outputs(ev: ASiEvaluation, reference: dict, out_dir) -> dict[str, Path]:
-    """Write plots, per-structure CSV/NPZ and the table into out_dir; returns the paths."""
+    """Write plots and the per-structure CSV/NPZ into out_dir; returns the paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {
@@ -172,7 +141,6 @@ def write_outputs(ev: ASiEvaluation, reference: dict, out_dir) -> dict[str, Path
         "motifs": out / "most_likely_motifs.png",
         "csv": out / "per_structure.csv",
         "npz": out / "per_structure_distributions.npz",
-        "table": out / "metrics_table.txt",
     }
     plot_rdf(ev, reference, paths["rdf"])
     plot_angles(ev, reference, paths["angles"])
@@ -192,5 +160,4 @@ def write_outputs(ev: ASiEvaluation, reference: dict, out_dir) -> dict[str, Path
                         motif_counts=ev.features.motif_counts,
                         motif_labels=np.array(motif_labels()))
     write_bytes(paths["npz"], buf.getvalue())
-    write_text(paths["table"], format_table(ev.metrics, reference.get("noise_floor")))
     return paths

@@ -21,11 +21,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dismai.datasets.interface_recipe import interface_energy
-from dismai.metrics.asi.evaluate import (
+from dismai.interface_cell import interface_energy
+from dismai.metrics.accounting import (
     checked_features,
     energies_per_atom,
     mean_relax_steps_metric,
+    pct_failed_metric,
     relax_accounting,
 )
 from dismai.metrics.asi.motifs import motif_labels
@@ -155,7 +156,7 @@ def evaluate(gen: StructureSet, reference: dict, n_generated: int | None = None,
     boot = {"n_reps": n_reps, "conf_level": conf_level, "seed": seed}
     metrics = metrics_from_features(feats, reference, **boot) if m else {
         k: no_ci(float("nan")).as_dict() for k in METRIC_NAMES[:8]}
-    metrics["pct_failed"] = no_ci(100.0 - (m / n_gen * 100) if n_gen else float("nan")).as_dict()
+    metrics["pct_failed"] = pct_failed_metric(m, n_gen)
     if steps is not None:
         metrics["mean_relax_steps"] = mean_relax_steps_metric(steps, conv, **boot)
     energy = None

@@ -17,6 +17,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from dismai.errors import InputError
+from dismai.interface_cell import CATIONS
 from dismai.metrics.asi.motifs import most_likely_motifs
 from dismai.metrics.crystalnn import (
     CrystalNNFingerprinter,
@@ -31,7 +33,6 @@ __all__ = ["OXIDATION_STATES", "CATIONS", "N_OP_FEATURES", "N_FEATURES", "SETTIN
            "structure_features", "compute_features"]
 
 OXIDATION_STATES = {"Li": 1, "Sc": 3, "Co": 3, "Cl": -1, "O": -2}  # §7.3 step 1
-CATIONS = ("Li", "Co", "Sc")  # processing order of the reference (§7.4)
 NN_SPECIES = ("Cl", "O")
 N_OP_FEATURES = 61
 N_FEATURES = 109
@@ -116,7 +117,7 @@ def compute_features(structures: StructureSet, n_workers: int | None = 1) -> Int
     """Features of every structure (processes when n_workers > 1; same result)."""
     missing = [s for s in CATIONS if s not in structures.composition]
     if missing:
-        raise ValueError(f"structures lack cation species {missing}")
+        raise InputError(f"structures lack cation species {missing}")
     items = [(structures.lattice, structures.frac[i], structures.species)
              for i in range(len(structures))]
     res = map_structures(_one, items, n_workers)

@@ -20,8 +20,9 @@ import re
 
 import numpy as np
 
-from dismai.datasets.interface_recipe import interface_energy, low_energy_reference
-from dismai.metrics.asi.evaluate import energies_per_atom
+from dismai.errors import InputError
+from dismai.interface_cell import interface_energy, low_energy_reference
+from dismai.metrics.accounting import energies_per_atom, pct_failed_metric
 from dismai.metrics.asi.motifs import OP_PCT_THRESHOLD, motif_labels, select_train_motifs
 from dismai.metrics.asi.reference import vars_of
 from dismai.metrics.bootstrap import CONF_LEVEL, N_REPS, SEED
@@ -82,14 +83,12 @@ def reference_from_features(train: InterfaceFeatures, val: InterfaceFeatures | N
     because the training split need not contain the lowest candidate.
     """
     if len(train) == 0:
-        raise ValueError("empty training set")
+        raise InputError("empty training set")
     if e_ref is None and train_energy is not None:
         e_ref = low_energy_reference(train_energy, n_atoms=n_atoms)
     gamma = None if train_energy is None or e_ref is None else interface_energy(
         train_energy, e_ref, n_atoms=n_atoms)
     ref = {
-        "dataset": "interface",
-        "version": 1,
         "n_atoms": int(n_atoms),
         "n_train": len(train),
         "n_val": 0 if val is None else len(val),
@@ -102,7 +101,7 @@ def reference_from_features(train: InterfaceFeatures, val: InterfaceFeatures | N
         else np.asarray(train_energy, dtype=np.float64).tolist(),
         "train_gamma": None if gamma is None else gamma.tolist(),
         "train_gamma_hist_pct": None if gamma is None else gamma_histogram(gamma)[0].tolist(),
-        "noise_floor": None,
+        "noise_floor": {},
         "settings": {
             "crystalnn": vars_of(SETTINGS),
             "oxidation_states": dict(OXIDATION_STATES),
@@ -111,8 +110,9 @@ def reference_from_features(train: InterfaceFeatures, val: InterfaceFeatures | N
         },
     }
     if val is not None and len(val):
-        ref["noise_floor"] = metrics_from_features(val, ref, n_reps=n_reps,
-                                                   conf_level=conf_level, seed=seed)
+        ref["noise_floor"] = {**metrics_from_features(val, ref, n_reps=n_reps,
+                                                      conf_level=conf_level, seed=seed),
+                              "pct_failed": pct_failed_metric(len(val), len(val))}
     return ref
 
 

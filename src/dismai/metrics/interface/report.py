@@ -1,4 +1,4 @@
-"""Interface evaluation outputs: per-structure CSV, plots, text table (spec §7.2, §7.5).
+"""Interface evaluation outputs: per-structure CSV, plots, motif breakdown (spec §7.2, §7.5).
 
 Plots use matplotlib's Agg canvas and every file is written atomically (dismai.fileio),
 like the a-Si report: interface-energy histograms of generated vs training structures
@@ -14,31 +14,19 @@ from pathlib import Path
 import numpy as np
 
 from dismai.fileio import write_json, write_text
-from dismai.metrics.asi.report import TABLE_HEADER
 from dismai.metrics.interface.evaluate import (
     GAMMA_BIN_EDGES,
-    METRIC_NAMES,
     InterfaceEvaluation,
 )
 from dismai.metrics.interface.motifs import CATIONS
 from dismai.metrics.report_common import csv_field as _csv_field
 from dismai.metrics.report_common import csv_number as _num
 from dismai.metrics.report_common import figure as _figure
-from dismai.metrics.report_common import format_number as _fmt
-from dismai.metrics.report_common import motif_bars, plot_histograms, text_table
+from dismai.metrics.report_common import motif_bars, plot_histograms
 from dismai.metrics.report_common import save_png as _save_png
 
 __all__ = ["per_structure_csv", "plot_gamma_histogram", "plot_motif_breakdown",
-           "format_table", "write_outputs"]
-
-_TITLES = {
-    "d_Li": "d_Li (Li fingerprint, Euclidean)", "cos_Li": "cos_Li (Li fingerprint, cosine)",
-    "d_Co": "d_Co (Co fingerprint, Euclidean)", "cos_Co": "cos_Co (Co fingerprint, cosine)",
-    "d_Sc": "d_Sc (Sc fingerprint, Euclidean)", "cos_Sc": "cos_Sc (Sc fingerprint, cosine)",
-    "d_all": "d_all (all cations, Euclidean)", "cos_all": "cos_all (all cations, cosine)",
-    "pct_failed": "% failed structures", "mean_relax_steps": "mean relaxation steps",
-}
-
+           "write_outputs"]
 
 def per_structure_csv(ev: InterfaceEvaluation, reference: dict) -> str:
     """CSV: index, energy, γ, per-species Euclidean distance of the structure's mean
@@ -83,34 +71,18 @@ def plot_motif_breakdown(ev: InterfaceEvaluation, species: str, path) -> None:
     _save_png(fig, path)
 
 
-def format_table(metrics: dict, noise_floor: dict | None = None) -> str:
-    """Plain-text table: metric, value, pivotal errors, and the val-vs-train noise floor."""
-    noise_floor = noise_floor or {}
-    names = [n for n in METRIC_NAMES if n in metrics] + [n for n in metrics
-                                                         if n not in METRIC_NAMES]
-    rows = []
-    for name in names:
-        m = metrics[name]
-        nf = noise_floor.get(name)
-        rows.append((_TITLES.get(name, name), _fmt(m.get("value")), _fmt(m.get("lower_error")),
-                     _fmt(m.get("upper_error")), _fmt(nf.get("value")) if nf else "-"))
-    return text_table(TABLE_HEADER, rows, numbers_right=True)
-
-
 def write_outputs(ev: InterfaceEvaluation, reference: dict, out_dir) -> dict[str, Path]:
-    """Write plots, per-structure CSV, metrics JSON and the table into out_dir."""
+    """Write plots, the per-structure CSV and motifs.json (the Fig. 9 motif breakdown,
+    failure counts, % low-energy) into out_dir; metrics.json is the evaluation core's."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"csv": out / "per_structure.csv", "table": out / "metrics_table.txt",
-             "json": out / "metrics.json", "motifs_Sc": out / "most_likely_motifs_Sc.png",
+    paths = {"csv": out / "per_structure.csv", "details": out / "motifs.json",
+             "motifs_Sc": out / "most_likely_motifs_Sc.png",
              "motifs_Li": out / "most_likely_motifs_Li.png"}
     write_text(paths["csv"], per_structure_csv(ev, reference))
-    write_text(paths["table"], format_table(ev.metrics, reference.get("noise_floor")))
-    write_json(paths["json"], {"metrics": ev.metrics, "n_final": ev.n_final,
-                               "n_generated": ev.n_generated, "motifs": ev.motifs,
-                               "extra": ev.extra,
-                               "pct_low_energy": None if ev.energy is None
-                               else ev.energy["pct_low_energy"]})
+    write_json(paths["details"], {"motifs": ev.motifs, "extra": ev.extra,
+                                  "pct_low_energy": None if ev.energy is None
+                                  else ev.energy["pct_low_energy"]})
     plot_motif_breakdown(ev, "Sc", paths["motifs_Sc"])
     plot_motif_breakdown(ev, "Li", paths["motifs_Li"])
     if ev.energy is not None or reference.get("train_gamma") is not None:

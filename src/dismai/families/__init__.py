@@ -1,0 +1,34 @@
+"""Dataset families as plugins: one module each, registered here by one line.
+
+``get_family(name)`` returns the family object (a :class:`DatasetFamily`); the dataset
+registry, the builder, the evaluation core and the CLI ask it for everything that differs
+between families.  A plugin outside dismai calls ``FAMILIES.register(name, "pkg.mod:Class")``.
+"""
+
+from __future__ import annotations
+
+from dismai.families.base import BuildResult, DatasetFamily, DatasetSpec
+from dismai.registry import Registry
+
+__all__ = ["FAMILIES", "get_family", "all_families", "DatasetFamily", "DatasetSpec",
+           "BuildResult"]
+
+FAMILIES = Registry("dataset family")
+FAMILIES.register("alloy", "dismai.families.alloy:AlloyFamily")
+FAMILIES.register("a-si", "dismai.families.asi:ASiFamily")
+FAMILIES.register("interface", "dismai.families.interface:InterfaceFamily")
+
+_INSTANCES: dict[tuple[str, object], DatasetFamily] = {}
+
+
+def get_family(name: str) -> DatasetFamily:
+    """The (stateless) family object registered under `name`."""
+    cls = FAMILIES.get(name)
+    key = (name, cls)
+    if key not in _INSTANCES:
+        _INSTANCES[key] = cls() if isinstance(cls, type) else cls
+    return _INSTANCES[key]
+
+
+def all_families() -> list[DatasetFamily]:
+    return [get_family(n) for n in FAMILIES.names()]

@@ -1,0 +1,96 @@
+"""The Li3ScCl6(100)-LiCoO2(110) battery-interface family (264 atoms), relaxed with CHGNet.
+
+Recipe: dismai.datasets.interface_recipe (docs/interface.md): slabs, a random interface
+region, relaxation with a universal potential, low-energy selection (γ ≤ 0).  Metrics:
+dismai.metrics.interface: cation motif fingerprints (d_Li, d_Co, d_Sc, d_all and cosines),
+% failed, mean relaxation steps; interface energies are a plot.  The full build needs a
+GPU (docs/interface.md); until it has run, the dataset is listed as not built.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dismai.families.base import BuildResult, DatasetSpec
+from dismai.families.relaxed import RelaxedFamily
+
+__all__ = ["InterfaceFamily", "interface_statistics"]
+
+_TITLES = {f"{k}_{s}": f"{k}_{s} ({name} fingerprint, {kind})"
+           for s, name in (("Li", "Li"), ("Co", "Co"), ("Sc", "Sc"), ("all", "all cations"))
+           for k, kind in (("d", "Euclidean"), ("cos", "cosine"))}
+
+
+def interface_statistics(structures, e_ref: float) -> dict:
+    """Energy per atom, interface energy γ (J/m^2) and interface-region thickness."""
+    from dismai.interface_cell import interface_energy
+
+    e = np.asarray(structures.properties["energy_per_atom"], dtype=np.float64)
+    gamma = interface_energy(e, e_ref, structures.lattice, structures.n_atoms)
+    out = {"n": int(len(structures)),
+           "energy_mean_eV_per_atom": round(float(e.mean()), 5),
+           "energy_std_eV_per_atom": round(float(e.std()), 5),
+           "gamma_mean_J_m2": round(float(gamma.mean()), 4),
+           "gamma_std_J_m2": round(float(gamma.std()), 4)}
+    if "interface_thickness" in structures.properties:
+        t = np.asarray(structures.properties["interface_thickness"], dtype=np.float64)
+        out["interface_thickness_mean_A"] = round(float(t.mean()), 3)
+    return out
+
+
+class InterfaceFamily(RelaxedFamily):
+    name = "interface"
+    metrics_package = "dismai.metrics.interface"
+    metric_names = ("d_Li", "cos_Li", "d_Co", "cos_Co", "d_Sc", "cos_Sc", "d_all", "cos_all",
+                    "pct_failed", "mean_relax_steps")
+    metric_titles = {**_TITLES, "pct_failed": "% failed structures",
+                     "mean_relax_steps": "mean relaxation steps"}
+    storage = ("fractional coordinates, float32, shape (M, 264, 3), species blocks Li Sc Co "
+               "Cl O; NAME.energy.npy: energy per atom after relaxation, float64")
+
+    def datasets(self) -> list[DatasetSpec]:
+        from dismai.datasets.interface_recipe import default_recipe
+        from dismai.interface_cell import COMPOSITION, N_ATOMS
+
+        recipe = {**default_recipe(), "energy_model": "chgnet"}
+        return [DatasetSpec(
+            name="interface", family=self.name,
+            description="Li3ScCl6(100)-LiCoO2(110) interface: random interface region "
+                        "between slabs, relaxed (CHGNet), low-energy structures",
+            n_atoms=N_ATOMS, composition=dict(COMPOSITION), recipe=recipe)]
+
+    def structures(self, data, arrays, manifest):
+        from dismai.interface_cell import COMPOSITION, SPECIES_ORDER, cell_lattice
+        from dismai.structures import StructureSet
+
+        species = tuple(s for s in SPECIES_ORDER for _ in range(COMPOSITION[s]))
+        props = {}
+        if "energy" in arrays:
+            props["energy_per_atom"] = np.asarray(arrays["energy"], dtype=np.float64)
+        return StructureSet(cell_lattice(manifest["recipe"]["cell_c"]), species,
+                            np.asarray(data, dtype=np.float64), props)
+
+    def build(self, spec, recipe, *, work_dir, n_workers, progress) -> BuildResult:
+        import dismai.datasets.interface_recipe as interface_recipe
+        from dismai.metrics.interface.reference import build_reference
+
+        recipe = dict(recipe)
+        model = recipe.pop("energy_model")
+        result = interface_recipe.build(recipe, work_dir, energy_model=model,
+                                        n_workers=n_workers, progress=progress)
+        s, n = result.structures, result.n_train
+        idx = np.arange(len(s))
+        train, val = s[idx[:n]], s[idx[n:]]
+        return BuildResult(
+            data=s.frac.astype(np.float32), n_train=n, structures=s,
+            reference=build_reference(train, val, e_ref=result.e_ref,
+                                      n_workers=n_workers or 1),
+            statistics={"train": interface_statistics(train, result.e_ref),
+                        "val": interface_statistics(val, result.e_ref)},
+            arrays={"energy": np.asarray(s.properties["energy_per_atom"], dtype=np.float64)},
+            info={**result.info, "e_ref_eV_per_atom": result.e_ref})
+
+    def relax_settings(self, dataset) -> dict:
+        recipe = dataset.manifest["recipe"]
+        return {"model": recipe["energy_model"], "fmax": recipe["relax_fmax"],
+                "max_steps": recipe["relax_steps"], "optimizer": recipe["optimizer"]}

@@ -1,0 +1,98 @@
+"""The shared pipeline of families whose generated structures are relaxed before scoring.
+
+prepare = move atoms apart (docs/energy-models.md) and relax with the dataset's own
+potential and settings, exactly as its training set was relaxed; then the family scores
+the survivors.  The a-Si and interface families differ only in the potential, the
+optimiser and the metric suite, which they declare.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from dismai.errors import ComputationError
+from dismai.evaluation import Evaluation
+from dismai.families.base import DatasetFamily
+
+__all__ = ["RelaxedFamily", "Prepared"]
+
+
+@dataclass
+class Prepared:
+    """Structures ready for the metrics and how many were lost on the way."""
+
+    structures: object  # StructureSet of the survivors
+    n_failed_move_apart: int
+    relax_run: object | None  # dismai.relax.RelaxRun, None without relaxation
+
+
+class RelaxedFamily(DatasetFamily):
+    relaxes = True
+    #: relax: relax before scoring; workers: processes (None: all cores); relax_dir: the
+    #: resumable relaxation store (default OUT/relax); reference_compatible: move atoms
+    #: apart exactly as the reference code (docs/energy-models.md)
+    options = {"relax": True, "workers": None, "relax_dir": None,
+               "reference_compatible": False}
+
+    def relax_settings(self, dataset) -> dict:
+        """keyword arguments of dismai.relax.relax_structures: model, fmax, max_steps,
+        optimizer (from the dataset's recipe: the training set's own settings)."""
+        raise NotImplementedError
+
+    #: the package of the family's metric suite: its ``evaluate`` module scores the
+    #: survivors, its ``report`` module writes the per-structure files and plots
+    metrics_package: ClassVar[str] = ""
+
+    def score(self, survivors, reference: dict, n_generated: int, n_failed_postprocess: int,
+              relax_run, workers):
+        """The family's metric evaluation object (with .metrics, .n_final) of survivors."""
+        evaluate = importlib.import_module(f"{self.metrics_package}.evaluate").evaluate
+        return evaluate(survivors, reference, n_generated=n_generated,
+                        n_failed_postprocess=n_failed_postprocess, relax_results=relax_run,
+                        n_workers=workers or 1)
+
+    def prepare(self, gen, dataset, *, relax: bool = True, workers=None, relax_dir=None,
+                reference_compatible: bool = False, progress=True) -> Prepared:
+        from dismai.postprocess import move_atoms_apart
+
+        moved = move_atoms_apart(gen, reference_compatible=reference_compatible)
+        survivors = moved.structures
+        run = None
+        if relax and len(survivors):
+            from dismai.relax import relax_structures
+
+            run = relax_structures(survivors, out_dir=relax_dir, n_workers=workers,
+                                   progress=progress, **self.relax_settings(dataset))
+            survivors = run.structures
+        return Prepared(survivors, int((~moved.ok).sum()), run)
+
+    def evaluate(self, gen, dataset, n_generated, *, out_dir=None, progress=True, relax=True,
+                 workers=None, relax_dir=None, reference_compatible=False) -> Evaluation:
+        where = relax_dir or (Path(out_dir) / "relax" if out_dir is not None else None)
+        prep = self.prepare(gen, dataset, relax=relax, workers=workers, relax_dir=where,
+                            reference_compatible=reference_compatible, progress=progress)
+        if len(prep.structures) == 0:
+            raise ComputationError("no structure survived post-processing and relaxation")
+        ev = self.score(prep.structures, dataset.reference, n_generated,
+                        prep.n_failed_move_apart, prep.relax_run, workers)
+        ev.relax_run = prep.relax_run
+        run = prep.relax_run
+        header = {"relaxed": bool(relax), "n_failed_move_apart": prep.n_failed_move_apart,
+                  "n_failed_relaxation": 0 if run is None else len(run.failed)}
+        return Evaluation(dataset=dataset.name, family=self.name, n_input=len(gen),
+                          n_final=ev.n_final, n_generated=n_generated, metrics=ev.metrics,
+                          noise_floor=dataset.reference.get("noise_floor", {}), header=header,
+                          details=ev)
+
+    def write_outputs(self, evaluation, reference, out_dir) -> None:
+        self.write_family_outputs(evaluation.details, reference, out_dir)
+        run = getattr(evaluation.details, "relax_run", None)
+        if run is not None:
+            run.write_table_csv(Path(out_dir) / "relax_results.csv")
+
+    def write_family_outputs(self, details, reference, out_dir) -> None:
+        report = importlib.import_module(f"{self.metrics_package}.report")
+        report.write_outputs(details, reference, out_dir)

@@ -1,0 +1,314 @@
+"""Contract checks and test factories for people who add a model, energy model or family.
+
+Each ``check_*`` raises AssertionError with a message that says what broke; run it from a
+test (``docs/extending.md``):
+
+* :func:`check_generative_model` - determinism under a seed, template kept, shapes, save /
+  load round trip, SIGINT-then-resume bit-identical to an uninterrupted run (CPU), and
+  the invariances the class claims (``invariances``: "translation", "permutation").
+* :func:`check_energy_model` - the ASE calculator and the batch path agree, and forces are
+  minus the finite-difference gradient of the energy.
+* :func:`check_family` - every dataset spec is consistent, the noise floor of every built
+  dataset has exactly the metrics an evaluation of its validation split produces, and the
+  shared bad inputs are refused with one line, exit code 2 and no output files.
+
+Factories: :func:`toy_structures` (a few atoms, a triclinic cell, three species blocks) and
+:func:`model_state` (weights plus optimiser state, for bit-identity checks).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+
+from dismai.structures import StructureSet
+
+__all__ = ["toy_structures", "model_state", "check_generative_model", "check_invariances",
+           "check_energy_model", "check_family", "BAD_INPUTS", "requires_dataset"]
+
+
+# ---------------------------------------------------------------------------- factories
+def toy_structures(m: int = 14, seed: int = 0, n_fe: int = 3, n_ni: int = 5,
+                   n_cr: int = 4) -> StructureSet:
+    """m random structures of 12 atoms (3 Fe, 5 Ni, 4 Cr) in a triclinic cell."""
+    rng = np.random.default_rng(seed)
+    lat = np.array([[5.0, 0.0, 0.0], [1.2, 6.0, 0.0], [0.3, -0.4, 7.0]])
+    species = ["Fe"] * n_fe + ["Ni"] * n_ni + ["Cr"] * n_cr
+    return StructureSet(lat, species, rng.random((m, len(species), 3)))
+
+
+def model_state(model) -> dict:
+    """Weights and every optimiser's state as one flat dict of tensors."""
+    out = dict(model.state_dict())
+    for name, opt in (getattr(model, "optimizers", None) or {}).items():
+        state = opt.state_dict()
+        for i, st in (state.get("state") or {}).items():
+            for k, v in st.items():
+                out[f"opt.{name}.{i}.{k}"] = v
+    return out
+
+
+def _same_state(a: dict, b: dict) -> bool:
+    import torch
+
+    if a.keys() != b.keys():
+        return False
+    for k in a:
+        x, y = a[k], b[k]
+        if isinstance(x, torch.Tensor):
+            if not (isinstance(y, torch.Tensor) and torch.equal(x, y)):
+                return False
+        elif x != y:
+            return False
+    return True
+
+
+# ---------------------------------------------------------------------------- models
+def check_invariances(model, frac: np.ndarray, atol: float = 1e-4) -> list[str]:
+    """Check every invariance in ``type(model).invariances`` through ``model.probe``;
+    returns the names checked."""
+    claimed = tuple(getattr(type(model), "invariances", ()) or ())
+    if not claimed:
+        return []
+    assert hasattr(model, "probe"), f"{type(model).__name__} claims {claimed} but has no probe()"
+    rng = np.random.default_rng(123)
+    base = np.asarray(model.probe(frac), dtype=np.float64)
+    scale = max(1.0, float(np.abs(base).max()))
+    for name in claimed:
+        if name == "translation":
+            shift = rng.random(3)
+            got = np.asarray(model.probe((frac + shift) % 1.0), dtype=np.float64)
+            err = np.abs(got - base).max() / scale
+            assert err < atol, f"not invariant under a common translation (rel. error {err:.2e})"
+        elif name == "permutation":
+            from dismai.structures import species_blocks
+
+            species = model.template.species
+            perm = np.concatenate([a + rng.permutation(b - a)
+                                   for _, a, b in species_blocks(species)])
+            got = np.asarray(model.probe(frac[:, perm]), dtype=np.float64)
+            want = base[:, perm] if base.ndim == 3 else base
+            err = np.abs(got - want).max() / scale
+            assert err < atol, f"not invariant/equivariant under a permutation within species " \
+                               f"blocks (rel. error {err:.2e})"
+        else:
+            raise AssertionError(f"unknown invariance {name!r}; use translation or permutation")
+    return list(claimed)
+
+
+def check_generative_model(name: str, tiny_config: dict, data: StructureSet, run_dir,
+                           *, val: StructureSet | None = None, n_sample: int = 4,
+                           interrupt_at: int | None = None) -> None:
+    """The contract of a generative model registered as `name` (see the module doc).
+
+    tiny_config: a config small enough for seconds on a CPU, with enough optimiser steps
+    (epochs x batches) that ``interrupt_at`` (default: the middle step) is mid-run.
+    run_dir: an empty scratch folder.  Models without a training loop (baselines) skip
+    the resume check.
+    """
+    from dismai.models import GenerativeModel, create_model
+    from dismai.models.training import TrainableModel, TrainingInterrupted
+
+    run_dir = Path(run_dir)
+    cfg = {"device": "cpu", **tiny_config} if "device" in _config_keys(name) else tiny_config
+
+    def fit(path, resume=False, on_step=None):
+        m = create_model(name, cfg)
+        kw = {"run_dir": path, "resume": resume}
+        if on_step is not None:
+            kw["on_step"] = on_step
+        m.fit(data, val, **kw)
+        return m
+
+    ref = fit(run_dir / "ref")
+    # same seed, same structures; another seed, others; template kept
+    a, b, c = ref.sample(n_sample, seed=3), ref.sample(n_sample, seed=3), ref.sample(n_sample,
+                                                                                      seed=4)
+    assert np.array_equal(a.frac, b.frac), "same seed gave different samples"
+    assert not np.array_equal(a.frac, c.frac), "different seeds gave identical samples"
+    assert a.frac.shape == (n_sample, data.n_atoms, 3), f"sample shape {a.frac.shape}"
+    assert np.isfinite(a.frac).all(), "samples contain NaN or inf"
+    assert a.species == data.species, "species order not preserved"
+    assert np.allclose(a.lattice, data.lattice), "cell not preserved"
+    # save / load round trip
+    path = run_dir / "roundtrip.pt"
+    ref.save(path)
+    loaded = GenerativeModel.load(path, device="cpu")
+    assert np.array_equal(loaded.sample(n_sample, seed=3).frac, a.frac), \
+        "a saved and reloaded model samples differently"
+    check_invariances(ref, a.frac)
+    if not isinstance(ref, TrainableModel):
+        return
+    # SIGINT mid-run, then resume: bit-identical to the uninterrupted run
+    steps = _steps_of(run_dir / "ref")
+    stop = interrupt_at or max(1, steps // 2)
+    assert 0 < stop < steps, f"interrupt step {stop} is not inside the {steps}-step run"
+
+    def interrupt(step):
+        if step == stop:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    try:
+        fit(run_dir / "resumed", on_step=interrupt)
+    except TrainingInterrupted:
+        pass
+    else:
+        raise AssertionError("SIGINT did not interrupt training")
+    got = fit(run_dir / "resumed", resume=True)
+    assert _same_state(model_state(ref), model_state(got)), \
+        "resumed training differs from the uninterrupted run"
+    assert (run_dir / "ref" / "losses.csv").read_text() == \
+        (run_dir / "resumed" / "losses.csv").read_text(), "losses.csv differs after resume"
+    assert np.array_equal(got.sample(n_sample, seed=3).frac, a.frac), \
+        "resumed model samples differently"
+
+
+def _config_keys(name: str) -> set:
+    import dataclasses
+
+    from dismai.models import get_model_class
+
+    cls = get_model_class(name)
+    return {f.name for f in dataclasses.fields(cls.Config)} if hasattr(cls, "Config") else set()
+
+
+def _steps_of(run: Path) -> int:
+    import torch
+
+    ckpt = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
+    return int(ckpt["progress"]["step"])
+
+
+# ---------------------------------------------------------------------------- energy
+def check_energy_model(model, structures: StructureSet, *, delta: float = 1e-4,
+                       n_atoms_checked: int = 3, atol_energy: float = 1e-6,
+                       rtol_force: float = 1e-3) -> None:
+    """Calculator and batch path agree; forces are minus the finite-difference gradient."""
+    e_batch, f_batch = model.energy_forces(structures)
+    assert e_batch.shape == (len(structures),), f"energies shape {e_batch.shape}"
+    assert f_batch.shape == (len(structures), structures.n_atoms, 3), \
+        f"forces shape {f_batch.shape}"
+    calc = model.calculator()
+    for k, atoms in enumerate(structures.to_atoms()):
+        atoms.calc = calc
+        e = atoms.get_potential_energy()
+        f = atoms.get_forces()
+        assert abs(e - e_batch[k]) < atol_energy * max(1.0, abs(e)), \
+            f"structure {k}: calculator energy {e} != batch {e_batch[k]}"
+        assert np.allclose(f, f_batch[k], atol=1e-6, rtol=1e-6), \
+            f"structure {k}: calculator and batch forces differ"
+        pos = atoms.get_positions()
+        for i in range(min(n_atoms_checked, len(atoms))):
+            for d in range(3):
+                plus, minus = pos.copy(), pos.copy()
+                plus[i, d] += delta
+                minus[i, d] -= delta
+                atoms.set_positions(plus)
+                ep = atoms.get_potential_energy()
+                atoms.set_positions(minus)
+                em = atoms.get_potential_energy()
+                fd = -(ep - em) / (2 * delta)
+                assert abs(fd - f[i, d]) <= rtol_force * max(1.0, abs(fd)), \
+                    f"structure {k} atom {i} axis {d}: force {f[i, d]:.6g} != -dE/dx {fd:.6g}"
+            atoms.set_positions(pos)
+
+
+# ---------------------------------------------------------------------------- families
+def _bad_inputs(tmp: Path, template: StructureSet) -> dict[str, tuple[Path, list[str]]]:
+    """name -> (file, extra CLI args): inputs every family must refuse in one line."""
+    from dismai.extxyz import write_extxyz
+
+    out = {}
+    empty = tmp / "empty.extxyz"
+    empty.write_text("")
+    out["empty file"] = (empty, [])
+    garbage = tmp / "garbage.extxyz"
+    garbage.write_text("this is not an extxyz file\n")
+    out["not extxyz"] = (garbage, [])
+    good = tmp / "good.extxyz"
+    write_extxyz(template[np.zeros(2, dtype=int)], good)
+    lines = good.read_text().splitlines()
+    truncated = tmp / "truncated.extxyz"
+    truncated.write_text("\n".join(lines[:-3]) + "\n")
+    out["truncated file"] = (truncated, [])
+    wrong_cell = tmp / "wrong_cell.extxyz"
+    write_extxyz(StructureSet(template.lattice * 1.1, template.species, template.frac),
+                 wrong_cell)
+    out["wrong cell"] = (wrong_cell, [])
+    swapped = list(template.species)
+    swapped[0] = "Xe" if swapped[0] != "Xe" else "Kr"
+    wrong_species = tmp / "wrong_species.extxyz"
+    write_extxyz(StructureSet(template.lattice, swapped, template.frac), wrong_species)
+    out["wrong species"] = (wrong_species, [])
+    out["n_generated below the input"] = (good, ["--n-generated", "1"])
+    out["missing file"] = (tmp / "does-not-exist.extxyz", [])
+    return out
+
+
+BAD_INPUTS = ("empty file", "not extxyz", "truncated file", "wrong cell", "wrong species",
+              "n_generated below the input", "missing file")
+
+
+def check_family(name: str, tmp_dir, *, evaluate_noise_floor: bool = True,
+                 max_val: int | None = 60) -> None:
+    """The contract of the dataset family registered as `name` (see the module doc).
+
+    For every built dataset of the family: the shipped noise floor's metric names equal
+    those of an evaluation of (up to `max_val` structures of) the validation split without
+    relaxation, and every bad input of BAD_INPUTS gives exit code 2, one 'error:' line and
+    no output folder.
+    """
+    from typer.testing import CliRunner
+
+    from dismai.cli import app
+    from dismai.datasets import is_built, load
+    from dismai.evaluation import evaluate_structures
+    from dismai.families import get_family
+
+    family = get_family(name)
+    assert family.name == name, f"family registered as {name!r} calls itself {family.name!r}"
+    assert family.metric_names, "a family must declare metric_names"
+    specs = family.datasets()
+    assert specs, "a family must declare at least one dataset"
+    for spec in specs:
+        assert spec.family == name, f"{spec.name}: spec.family {spec.family!r} != {name!r}"
+    tmp = Path(tmp_dir)
+    runner = CliRunner()
+    for spec in specs:
+        if not is_built(spec.name):
+            continue
+        ds = load(spec.name)
+        floor = ds.reference["noise_floor"]
+        if evaluate_noise_floor and len(ds.val):
+            val = ds.val[np.arange(min(len(ds.val), max_val or len(ds.val)))]
+            opts = {"relax": False} if family.relaxes else {}
+            ev = evaluate_structures(val, ds, progress=False, **opts)
+            assert list(floor) == list(ev.metrics), \
+                f"{spec.name}: noise floor has {list(floor)}, an evaluation gives " \
+                f"{list(ev.metrics)}"
+            assert set(ev.metrics) <= set(family.metric_names), \
+                f"{spec.name}: metrics {sorted(set(ev.metrics) - set(family.metric_names))} " \
+                "are not in metric_names"
+        work = tmp / spec.name
+        work.mkdir(parents=True, exist_ok=True)
+        for what, (path, extra) in _bad_inputs(work, ds.template).items():
+            out = work / f"out-{what.replace(' ', '_')}"
+            r = runner.invoke(app, ["evaluate", str(path), "--dataset", spec.name,
+                                    "--out", str(out), *extra])
+            lines = [ln for ln in r.output.splitlines() if ln.strip()]
+            assert r.exit_code == 2, f"{spec.name}, {what}: exit {r.exit_code}: {r.output}"
+            assert len(lines) == 1 and lines[0].startswith("error: "), \
+                f"{spec.name}, {what}: not one error line: {r.output!r}"
+            assert not out.exists(), f"{spec.name}, {what}: wrote {out}"
+
+
+def requires_dataset(name: str):
+    """A pytest mark that skips a test when dataset `name` is not built."""
+    import pytest
+
+    from dismai.datasets import is_built
+
+    return pytest.mark.skipif(not is_built(name), reason=f"{name} not built")
