@@ -74,8 +74,10 @@ class InterfaceFamily(RelaxedFamily):
         import dismai.datasets.interface_recipe as interface_recipe
         from dismai.metrics.interface.reference import build_reference
 
+        from dismai.energy import get_energy_model
+
         recipe = dict(recipe)
-        model = recipe.pop("energy_model")
+        model = get_energy_model(recipe.pop("energy_model"))  # a missing backend fails now
         result = interface_recipe.build(recipe, work_dir, energy_model=model,
                                         n_workers=n_workers, progress=progress)
         s, n = result.structures, result.n_train
