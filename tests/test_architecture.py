@@ -96,7 +96,7 @@ LAYERS = [
     ["dismai.errors", "dismai.registry", "dismai.fileio", "dismai.progress"],
     ["dismai.structures", "dismai.extxyz", "dismai.fcc", "dismai.interface_cell"],
     ["dismai.energy", "dismai.relax", "dismai.postprocess"],
-    ["dismai.metrics", "dismai.evaluation"],
+    ["dismai.metrics", "dismai.evaluation", "dismai.learning"],
     ["dismai.datasets.alloy_recipe", "dismai.datasets.asi_recipe",
      "dismai.datasets.interface_recipe"],
     ["dismai.families"],

@@ -130,7 +130,8 @@ def datasets_build(
     out: Path = typer.Option(None, "--out",
                              help="output folder (default: the user data folder)"),
     work: Path = typer.Option(None, "--work",
-                              help="resumable work files (default: the user cache folder)"),
+                              help="folder for resumable work files (default: the user "
+                                   "cache folder)"),
     workers: int = typer.Option(None, "--workers", help="processes (default: all cores)"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
 ) -> None:

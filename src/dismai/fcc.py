@@ -3,7 +3,7 @@
 Sites are indexed on an integer grid in units of a/2 (a = 3.6 Å): (i, j, k) with
 0 <= i, j, k < 8 and i + j + k even, ordered lexicographically.  That makes every
 neighbour lookup plain integer arithmetic, which is exact for on-lattice structures
-(spec benchmark-metrics.md §1.1, §3.1, §3.6).
+(§1.1, §3.1, §3.6).
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ from functools import cache
 
 import numpy as np
 
-A_FCC = 3.6  # Å, hard-coded length scale of every alloy algorithm (spec §1.3)
+A_FCC = 3.6  # Å, hard-coded length scale of every alloy algorithm (§1.3)
 N_CELLS = 4  # conventional cells per edge
 GRID = 2 * N_CELLS  # grid points per edge in units of a/2
 N_SITES = 4 * N_CELLS**3  # 256
 CELL_LENGTH = A_FCC * N_CELLS  # 14.4 Å
 
-#: Representative vector of pair shells 1..7 in units of a/2 (spec §3.1 table).
+#: Representative vector of pair shells 1..7 in units of a/2 (§3.1 table).
 SHELL_VECTORS = ((1, 1, 0), (2, 0, 0), (2, 1, 1), (2, 2, 0), (3, 1, 0), (2, 2, 2), (3, 2, 1))
 #: Pairs per site in each shell, m_k = z_k / 2.
 MULTIPLICITY = (6, 3, 12, 6, 12, 4, 24)

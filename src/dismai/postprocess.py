@@ -2,7 +2,7 @@
 
 Generated a-Si and interface structures often contain pairs of atoms far closer than any
 bond; a potential (or the optimiser) can explode on them.  Dismai-Bench therefore runs
-`move_atoms_apart.py` before relaxing (spec benchmark-metrics.md 6.1, paper 4.3.1-4.3.2):
+`move_atoms_apart.py` before relaxing (§6.1, paper 4.3.1-4.3.2):
 repeatedly find all pairs closer than 1.5 Å and push them to 1.6 Å, at most 100 times;
 structures that still have close pairs are rejected (count as failed).
 

@@ -1,6 +1,6 @@
 """Relax many structures (positions only, fixed cell), resumably and in parallel.
 
-This is the benchmark's relaxation step (spec benchmark-metrics.md 6.2 / 7.1): every
+This is the benchmark's relaxation step (§6.2 / 7.1): every
 structure is relaxed until the largest per-atom force is below `fmax` (0.05 eV/Å) or
 `max_steps` (1000) optimiser iterations are done.  A structure **fails** if its final
 max force exceeds `fail_fmax` (0.051 eV/Å, the reference's 0.05 + 0.001), if the run

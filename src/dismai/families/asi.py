@@ -8,6 +8,8 @@ CG), exactly as the training set was.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from dismai.families.base import BuildResult, DatasetSpec
@@ -68,17 +70,25 @@ class ASiFamily(RelaxedFamily):
         "pct_failed": "% failed structures",
         "mean_relax_steps": "mean relaxation steps",
     }
-    storage = ("fractional coordinates, float32, shape (M, 256, 3); NAME.energy.npy: "
+    storage = ("fractional coordinates, float32, shape (M, N, 3); NAME.energy.npy: "
                "sw-vink energy per atom after relaxation, float64")
 
     def datasets(self) -> list[DatasetSpec]:
         from dismai.datasets.asi_recipe import default_recipe
 
-        return [DatasetSpec(
+        full = DatasetSpec(
             name="a-si", family=self.name,
             description="amorphous Si: sw-vink melt-quench parents cut into 256-atom blocks, "
                         "relaxed",
-            n_atoms=256, composition={"Si": 256}, recipe=default_recipe())]
+            n_atoms=256, composition={"Si": 256}, recipe=default_recipe())
+        # the small variant for CPU learning checks: the same parents, 64-atom blocks
+        # (edge scaled by (64/256)^(1/3)), counts fixed and relaxed exactly as a-si
+        small = DatasetSpec(
+            name="a-si-64", family=self.name,
+            description="small a-si: 64-atom blocks cut from the same parents, relaxed",
+            n_atoms=64, composition={"Si": 64}, recipe={**default_recipe(), "block_atoms": 64},
+            parent="a-si")
+        return [full, small]
 
     def structures(self, data, arrays, manifest):
         from dismai.datasets.asi_recipe import structures_from_arrays
@@ -90,7 +100,9 @@ class ASiFamily(RelaxedFamily):
         import dismai.datasets.asi_recipe as asi_recipe
         from dismai.metrics.asi.reference import build_reference
 
-        result = asi_recipe.build(recipe, work_dir, n_workers=n_workers, progress=progress)
+        parents = Path(work_dir).parent / asi_recipe.parent_key(recipe)
+        result = asi_recipe.build(recipe, work_dir, n_workers=n_workers, progress=progress,
+                                  parent_dir=parents)
         n = result.n_train
         structures = asi_recipe.structures_from_arrays(result.frac, result.block_edge,
                                                        result.energy)

@@ -72,9 +72,8 @@ class InterfaceFamily(RelaxedFamily):
 
     def build(self, spec, recipe, *, work_dir, n_workers, progress) -> BuildResult:
         import dismai.datasets.interface_recipe as interface_recipe
-        from dismai.metrics.interface.reference import build_reference
-
         from dismai.energy import get_energy_model
+        from dismai.metrics.interface.reference import build_reference
 
         recipe = dict(recipe)
         model = get_energy_model(recipe.pop("energy_model"))  # a missing backend fails now

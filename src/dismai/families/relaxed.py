@@ -33,9 +33,11 @@ class RelaxedFamily(DatasetFamily):
     relaxes = True
     #: relax: relax before scoring; workers: processes (None: all cores); relax_dir: the
     #: resumable relaxation store (default OUT/relax); reference_compatible: move atoms
-    #: apart exactly as the reference code (docs/energy-models.md)
+    #: apart exactly as the reference code (docs/energy-models.md); as_generated: also
+    #: score the structures exactly as given (no move-apart, no relaxation), reported as
+    #: ``metrics_as_generated`` in metrics.json (the learning gate, docs/learning.md)
     options = {"relax": True, "workers": None, "relax_dir": None,
-               "reference_compatible": False}
+               "reference_compatible": False, "as_generated": False}
 
     def relax_settings(self, dataset) -> dict:
         """keyword arguments of dismai.relax.relax_structures: model, fmax, max_steps,
@@ -70,7 +72,8 @@ class RelaxedFamily(DatasetFamily):
         return Prepared(survivors, int((~moved.ok).sum()), run)
 
     def evaluate(self, gen, dataset, n_generated, *, out_dir=None, progress=True, relax=True,
-                 workers=None, relax_dir=None, reference_compatible=False) -> Evaluation:
+                 workers=None, relax_dir=None, reference_compatible=False,
+                 as_generated=False) -> Evaluation:
         where = relax_dir or (Path(out_dir) / "relax" if out_dir is not None else None)
         prep = self.prepare(gen, dataset, relax=relax, workers=workers, relax_dir=where,
                             reference_compatible=reference_compatible, progress=progress)
@@ -82,6 +85,10 @@ class RelaxedFamily(DatasetFamily):
         run = prep.relax_run
         header = {"relaxed": bool(relax), "n_failed_move_apart": prep.n_failed_move_apart,
                   "n_failed_relaxation": 0 if run is None else len(run.failed)}
+        if as_generated:
+            raw = self.score(gen, dataset.reference, len(gen), 0, None, workers)
+            header["metrics_as_generated"] = {k: v for k, v in raw.metrics.items()
+                                              if k != "pct_failed"}
         return Evaluation(dataset=dataset.name, family=self.name, n_input=len(gen),
                           n_final=ev.n_final, n_generated=n_generated, metrics=ev.metrics,
                           noise_floor=dataset.reference.get("noise_floor", {}), header=header,

@@ -4,7 +4,7 @@ Why a port: matminer's ``CrystalNNFingerprint`` evaluates every order parameter 
 its own single-type ``LocalStructOrderParams`` object, a pure-Python O(n^3) loop with
 per-element numpy calls; that costs more than the Voronoi tessellation itself.  This module
 reproduces, operation for operation, what one single-type object computes for the types in
-the "ops" preset (spec benchmark-metrics.md §6.4), so the values agree with pymatgen to the
+the "ops" preset (§6.4), so the values agree with pymatgen to the
 last bit or within a few ulp (checked in tests/test_asi_metrics.py against pymatgen itself):
 
 * dot products are summed left to right (x0*y0 + x1*y1 + x2*y2) as ``np.inner`` does for

@@ -1,4 +1,4 @@
-"""Shared statistical machinery of every Dismai-Bench metric (spec benchmark-metrics.md §0).
+"""Shared statistical machinery of every Dismai-Bench metric (§0).
 
 The reference recomputes each statistic on 1000 bootstrap resamples of the generated
 structures and reports a "pivotal" (basic) interval.  To reproduce its numbers the index

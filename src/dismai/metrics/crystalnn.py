@@ -1,6 +1,6 @@
 """CrystalNN neighbours, CrystalNN fingerprints and bond angles from one tessellation.
 
-The reference (spec benchmark-metrics.md §6.4, §6.6, §7.3, §8.1) calls pymatgen
+The reference (§6.4, §6.6, §7.3, §8.1) calls pymatgen
 ``CrystalNN.get_nn_data`` site by site, twice per a-Si atom (fingerprint and bond angles),
 and every call runs its own qhull Voronoi tessellation of the atoms within 7 Å; then matminer
 evaluates each order parameter (OP) with its own pure-Python ``LocalStructOrderParams``.

@@ -91,7 +91,7 @@ def save_png(fig, path) -> None:
 
 def binned_percentages(values: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, int]:
     """pandas.cut(include_lowest=True) + value_counts(normalize=True) * 100, as the reference
-    plot scripts bin energies (spec benchmark-metrics §4.4, §6.3, §7.2).
+    plot scripts bin energies (§4.4, §6.3, §7.2).
 
     Bins are right-closed, (e_i, e_i+1], with the lowest edge included; values outside the
     range (and NaN) are dropped and percentages are of the in-range count.

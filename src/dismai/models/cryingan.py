@@ -4,7 +4,7 @@ Generator: 64-d Gaussian noise -> fractional coordinates of all N atoms (rows in
 template's species-block order).  Critics: a PointNet-style per-atom MLP with per-species
 pooling, once on fractional coordinates and once on the distances to each atom's k = 6
 nearest periodic neighbours; the distance critic's losses are weighted by
-lambda = ``weight_dist``.  Architecture, losses and optimiser follow spec models.md §1; the
+lambda = ``weight_dist``.  Architecture, losses and optimiser follow §C1; the
 per-atom 1x1 convolutions of the published code are written as channel-last Linear layers
 (same maths, same Xavier-uniform initialisation bounds, faster GEMMs and double backward).
 
@@ -41,7 +41,7 @@ SAMPLE_CHUNK = 256  # structures per generator call when sampling (memory only)
 
 @dataclasses.dataclass
 class CryinGANConfig(TrainConfig):
-    """Published defaults (spec models.md §1.12); epochs and weight_dist come from presets."""
+    """Published defaults (§C1.12); epochs and weight_dist come from presets."""
 
     batch_size: int = 32
     latent_dim: int = 64

@@ -1,14 +1,14 @@
 """DiffCSP (Jiao et al. 2023) as benchmarked by Dismai-Bench: a fractional-coordinate score model.
 
-What the benchmark trained (spec graph-models.md §1.7, models.md §5; paper §4.2.2): the CSPNet
+What the benchmark trained (§D1.7, §D5; paper §4.2.2): the CSPNet
 denoiser (4 layers x 256 hidden, fully connected graph over all ordered atom pairs, sinusoidal
 embedding of fractional-coordinate differences, lattice Gram matrix on every edge) learns the
 normalised score of a wrapped normal on the fractional coordinates; species are fixed by the
 template (embedded as node features, never diffused) and the ground-truth lattice is fed and
-kept (lattice cost 0).  Sampling is the predictor-corrector loop of spec §1.5 (corrector first,
+kept (lattice cost 0).  Sampling is the predictor-corrector loop of §D1.5 (corrector first,
 1000 steps, step size 1e-5).
 
-Implementation notes (all exact rewrites of the reference maths, spec §1.9):
+Implementation notes (all exact rewrites of the reference maths, §D1.9):
 
 * Dense pair tensors in atom blocks, (B, block pairs, b, b, H), no edge lists; the mean over
   senders is a tensor sum (no scatter).
@@ -17,13 +17,13 @@ Implementation notes (all exact rewrites of the reference maths, spec §1.9):
 * emb(d_ij) is never computed from sin/cos of N^2 phases: with per-atom tables S = sin(2 pi m x),
   C = cos(2 pi m x) (phases reduced mod 1 in float64), sin(2 pi m (x_j - x_i)) = S_j C_i - C_j S_i
   and cos(...) = C_j C_i + S_j S_i.  This is cheaper than N^2 transcendentals and at least as
-  accurate as fp32 phases up to 2 pi * 127 rad (spec §1.8); the pair features are built once
+  accurate as fp32 phases up to 2 pi * 127 rad (§D1.8); the pair features are built once
   per forward for all layers.
 * The sin part is antisymmetric and the cos part symmetric under i <-> j, so the D-product is
   computed for one triangle of atom blocks only and mirrored (44 % fewer FLOPs in that GEMM;
   with the split, 55 % fewer pair FLOPs per forward than the reference, 65 % per training step).
 
-Optional, off by default (spec §1.3-1.5, paper §2.2 / ESI Fig. S6): the original joint lattice
+Optional, off by default (§D1.3-1.5, paper §2.2 / ESI Fig. S6): the original joint lattice
 DDPM (``cost_lattice > 0``) with lattice teacher forcing for the first epochs.
 
 ``reference_forward`` is the straightforward transcription (per-layer per-edge concatenation
@@ -53,37 +53,37 @@ from dismai.structures import StructureSet
 __all__ = ["DiffCSP", "DiffCSPConfig", "CSPNet", "reference_forward", "wrapped_normal_score",
            "sigma_schedule", "sigma_norm_table", "lattice_schedule", "pair_blocks"]
 
-N_IMAGES = 10  # wrapped-normal images n = -10..10 (spec §1.3, d_log_p_wrapped_normal)
-GRAM_FEATURES = 9  # flattened L L^T on every edge (spec §1.2 item 5)
+N_IMAGES = 10  # wrapped-normal images n = -10..10 (§D1.3, d_log_p_wrapped_normal)
+GRAM_FEATURES = 9  # flattened L L^T on every edge (§D1.2 item 5)
 DENOISERS = ("efficient", "reference")
 
 
 # ---------------------------------------------------------------------------- config
 @dataclasses.dataclass
 class DiffCSPConfig(TrainConfig):
-    """Defaults = the Dismai-Bench settings (spec graph-models.md §1.6-1.7; paper §4.2.2)."""
+    """Defaults = the Dismai-Bench settings (§D1.6-1.7; paper §4.2.2)."""
 
     batch_size: int = 4  # paper §4.2.2
     epochs: int = 1000  # paper §4.2.2
     hidden_dim: int = 256  # paper §4.2.2 (original DiffCSP: 512)
     num_layers: int = 4  # paper §4.2.2 (original: 6)
-    num_freqs: int = 128  # sinusoid frequencies 2 pi m, m = 0..127 (spec §1.2 item 4)
-    time_dim: int = 256  # spec §1.2 item 1
-    type_table_size: int = 0  # rows of the type embedding; 0 = max Z of the data (spec §1.7.4)
-    timesteps: int = 1000  # T (spec §1.3)
-    sigma_begin: float = 0.005  # spec §1.6
-    sigma_end: float = 0.1  # spec §1.7.6 (a-Si: 0.05, preset)
-    step_lr: float = 1e-5  # corrector step size gamma (paper §4.2.2, spec §1.7.8)
-    lr: float = 1e-3  # Adam (spec §1.4)
+    num_freqs: int = 128  # sinusoid frequencies 2 pi m, m = 0..127 (§D1.2 item 4)
+    time_dim: int = 256  # §D1.2 item 1
+    type_table_size: int = 0  # rows of the type embedding; 0 = max Z of the data (§D1.7.4)
+    timesteps: int = 1000  # T (§D1.3)
+    sigma_begin: float = 0.005  # §D1.6
+    sigma_end: float = 0.1  # §D1.7.6 (a-Si: 0.05, preset)
+    step_lr: float = 1e-5  # corrector step size gamma (paper §4.2.2, §D1.7.8)
+    lr: float = 1e-3  # Adam (§D1.4)
     beta1: float = 0.9
     beta2: float = 0.999
     adam_eps: float = 1e-8
-    plateau_factor: float = 0.6  # ReduceLROnPlateau on the validation loss (spec §1.4)
+    plateau_factor: float = 0.6  # ReduceLROnPlateau on the validation loss (§D1.4)
     plateau_patience: int = 30
     min_lr: float = 1e-4
-    val_every: int = 5  # epochs between validation passes (spec §1.4); 0 = never
-    grad_clip_value: float = 0.5  # clipping by value (spec §1.4); 0 = off
-    sample_batch_size: int = 20  # structures per network call when sampling (spec §1.7.8)
+    val_every: int = 5  # epochs between validation passes (§D1.4); 0 = never
+    grad_clip_value: float = 0.5  # clipping by value (§D1.4); 0 = off
+    sample_batch_size: int = 20  # structures per network call when sampling (§D1.7.8)
     bf16: bool = False  # bf16 autocast on CUDA (published runs: fp32); no effect on CPU
     denoiser: str = "efficient"  # or "reference": the straightforward per-edge concatenation
     cost_lattice: float = 0.0  # > 0: joint lattice DDPM (original DiffCSP 1; Dismai-Bench 0)
@@ -118,13 +118,13 @@ class DiffCSPConfig(TrainConfig):
 
 # ---------------------------------------------------------------------------- noise schedule
 def sigma_schedule(sigma_begin: float, sigma_end: float, timesteps: int) -> np.ndarray:
-    """(T + 1,) float64: sigma_0 = 0, then exp(linspace(ln begin, ln end, T)) (spec §1.3)."""
+    """(T + 1,) float64: sigma_0 = 0, then exp(linspace(ln begin, ln end, T)) (§D1.3)."""
     s = np.exp(np.linspace(math.log(sigma_begin), math.log(sigma_end), timesteps))
     return np.concatenate([[0.0], s])
 
 
 def wrapped_normal_score(x, sigma):
-    """s(x; sigma) = -d/dx log p_WN(x; sigma), 21 images, period 1 (spec §1.3).
+    """s(x; sigma) = -d/dx log p_WN(x; sigma), 21 images, period 1 (§D1.3).
 
     Points away from the clean position (the sampler subtracts it).  The image weights are a
     softmax (spec's numerical tip), so huge |x| / sigma never give 0/0.  Works on numpy
@@ -147,12 +147,12 @@ def wrapped_normal_score(x, sigma):
 
 def sigma_norm_table(sigmas: np.ndarray, step: float = 0.02, half_width: float = 12.0
                      ) -> np.ndarray:
-    """lambda(sigma) = E[s(x; sigma)^2], x ~ WN(0, sigma^2); index 0 (sigma 0) is 1 (spec §1.3).
+    """lambda(sigma) = E[s(x; sigma)^2], x ~ WN(0, sigma^2); index 0 (sigma 0) is 1 (§D1.3).
 
     The reference estimates it by Monte Carlo (10,000 unseeded draws, ~1.4 % error per t);
     here it is the trapezoid rule over eps in [-12, 12] (x = sigma eps; s is periodic, so
     wrapping is implicit).  Gaussian-weighted smooth integrands make the trapezoid rule
-    spectrally accurate: step 0.02 and 0.005 agree to all printed digits, matching the spec's
+    spectrally accurate: step 0.02 and 0.005 agree to all printed digits, matching the reference's
     computed values (40000, 10000, 400.0, 99.996, 19.08, 0.004084).  Pure float64 numpy in a
     fixed order: bit-identical on every call.
     """
@@ -192,7 +192,7 @@ class NoiseSchedule(nn.Module):
 
 
 def lattice_schedule(timesteps: int, s: float = 0.008) -> dict[str, np.ndarray]:
-    """Cosine DDPM tables for the optional lattice diffusion (spec §1.3), float64, index 0..T.
+    """Cosine DDPM tables for the optional lattice diffusion (§D1.3), float64, index 0..T.
 
     abar(x) = cos^2(((x/T) + s)/(1 + s) pi/2) / abar(0); beta_t = clip(1 - abar_t/abar_{t-1},
     1e-4, 0.9999) with beta_0 = 0; alpha = 1 - beta; alpha_bar = cumprod(alpha); posterior
@@ -223,7 +223,7 @@ def pair_blocks(n_atoms: int, max_blocks: int = 8) -> int:
 
 
 def time_embedding(timesteps: int, dim: int) -> torch.Tensor:
-    """(T + 1, dim): [sin(t f_k), cos(t f_k)], f_k = exp(-k ln 1e4 / (dim/2 - 1)) (spec §1.2.1).
+    """(T + 1, dim): [sin(t f_k), cos(t f_k)], f_k = exp(-k ln 1e4 / (dim/2 - 1)) (§D1.2.1).
 
     Tabulated in float64 for every integer t (the reference evaluates it in fp32 per call).
     """
@@ -251,7 +251,7 @@ class _PairTrig:
     Atoms are split into nb blocks of bs; block pairs are the diagonal ones (I = I) and the
     upper ones (I < J, receiver i in I, sender j in J), whose lower mirror (J, I) reuses the
     same products.  The pair features come from per-atom sin/cos tables and are built once
-    per forward and shared by all layers (spec §1.9 (iii)), except when sampling in several
+    per forward and shared by all layers (§D1.9 (iii)), except when sampling in several
     chunks: then they are rebuilt per chunk, so memory stays bounded for any batch size.
     """
 
@@ -321,7 +321,7 @@ class _PairTrig:
 
 
 class CSPLayer(nn.Module):
-    """One CSPNet message-passing layer (spec §1.2 item 6): pre-LN, edge MLP, mean, node MLP."""
+    """One CSPNet message-passing layer (§D1.2 item 6): pre-LN, edge MLP, mean, node MLP."""
 
     def __init__(self, hidden: int, n_emb: int):
         super().__init__()
@@ -358,8 +358,8 @@ def lattice_gram(lattice: torch.Tensor) -> torch.Tensor:
 
 class CSPNet(nn.Module):
     """CSPNet for one template: species and the template's Gram matrix are fixed buffers
-    (spec §1.2).  With ``lattice_head`` (lattice diffusion only) a per-crystal lattice can be
-    fed instead, and the head predicts its DDPM noise eps_L = M(mean_i h_i) L (§1.2 item 9)."""
+    (§D1.2).  With ``lattice_head`` (lattice diffusion only) a per-crystal lattice can be
+    fed instead, and the head predicts its DDPM noise eps_L = M(mean_i h_i) L (§D1.2 item 9)."""
 
     def __init__(self, atomic_numbers, lattice, n_types: int, hidden: int = 256,
                  num_layers: int = 4, num_freqs: int = 128, time_dim: int = 256,
@@ -376,13 +376,13 @@ class CSPNet(nn.Module):
         self.lattice_out = nn.Linear(hidden, 9, bias=False) if lattice_head else None
         z = torch.as_tensor(np.asarray(atomic_numbers), dtype=torch.long)
         lat = torch.as_tensor(np.asarray(lattice), dtype=torch.float64)
-        self.register_buffer("types", z - 1, persistent=False)  # index Z - 1 (spec §0)
+        self.register_buffer("types", z - 1, persistent=False)  # index Z - 1 (§D0)
         self.register_buffer("gram", (lat @ lat.T).reshape(9).float(), persistent=False)
         self.register_buffer("time_table", time_embedding(timesteps, time_dim), persistent=False)
         self.n_blocks = pair_blocks(len(z))
 
     def embed(self, t: torch.Tensor, batch: int) -> torch.Tensor:
-        """Node input: Linear([type embedding, time embedding]) with no activation (§1.2.2)."""
+        """Node input: Linear([type embedding, time embedding]) with no activation (§D1.2.2)."""
         e = self.type_emb(self.types)
         te = self.time_table[t]
         n = e.shape[0]
@@ -487,7 +487,7 @@ class DiffCSP(TrainableModel):
                           lattice_head=cfg.lattice_diffusion).to(self._dev)
         self.schedule = NoiseSchedule(cfg.sigma_begin, cfg.sigma_end, cfg.timesteps).to(self._dev)
         self._epoch = 0
-        if cfg.lattice_diffusion:  # optional joint lattice DDPM (spec §1.3-1.5)
+        if cfg.lattice_diffusion:  # optional joint lattice DDPM (§D1.3-1.5)
             self._lat_tab = {k: torch.tensor(v, dtype=torch.float64, device=self._dev)
                              for k, v in lattice_schedule(cfg.timesteps).items()}
             self._lat0 = torch.as_tensor(self.template.lattice, dtype=torch.float64,
@@ -569,7 +569,7 @@ class DiffCSP(TrainableModel):
     def loss_terms(self, x0: torch.Tensor, gen: torch.Generator,
                    keep_lattice: bool = True) -> dict[str, torch.Tensor]:
         """{"coord": MSE(pred, s(sigma_t eps; sigma_t)/sqrt(lambda_t))} (one mean over all atoms
-        and coordinates, §1.3-1.4), plus {"lattice": MSE(eps_L_hat, eps_L)} when the lattice
+        and coordinates, §D1.3-1.4), plus {"lattice": MSE(eps_L_hat, eps_L)} when the lattice
         is diffused (L_t = sqrt(abar_t) L_0 + sqrt(1 - abar_t) eps_L, L_0 in Å)."""
         b = x0.shape[0]
         t = torch.randint(1, self.config.timesteps + 1, (b,), generator=gen, device=self._dev)
@@ -588,7 +588,7 @@ class DiffCSP(TrainableModel):
         return {"coord": F.mse_loss(pred, target), "lattice": F.mse_loss(pred_l, eps_l.float())}
 
     def _total(self, terms: dict):
-        """Training objective from loss_terms: coord + cost_lattice * lattice (spec §1.4)."""
+        """Training objective from loss_terms: coord + cost_lattice * lattice (§D1.4)."""
         if "lattice" in terms:
             return terms["coord"] + self.config.cost_lattice * terms["lattice"]
         return terms["coord"]
@@ -613,7 +613,7 @@ class DiffCSP(TrainableModel):
         self._epoch = epoch
 
     def validation_terms(self, epoch: int) -> dict[str, float]:
-        """Per-term validation means with fresh t and noise (spec §1.4), under the same lattice
+        """Per-term validation means with fresh t and noise (§D1.4), under the same lattice
         rule as training in that epoch.
 
         Its generator is seeded from (seed, epoch): reproducible and independent of the
@@ -662,7 +662,7 @@ class DiffCSP(TrainableModel):
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
     def _sample_frac(self, n: int, seed: int):
-        """Predictor-corrector sampling (spec §1.5), sample_batch_size structures per call.
+        """Predictor-corrector sampling (§D1.5), sample_batch_size structures per call.
 
         Noise comes from a CPU generator seeded with `seed`, in a fixed order, so the same
         (n, seed, config) gives the same structures on any device.  With lattice diffusion
@@ -690,7 +690,7 @@ class DiffCSP(TrainableModel):
         shape = (b, self.template.n_atoms, 3)
         x = torch.rand(shape, generator=g, dtype=torch.float64).to(dev)
         lat = None
-        if cfg.lattice_diffusion:  # L_T ~ N(0, I) (spec §1.5)
+        if cfg.lattice_diffusion:  # L_T ~ N(0, I) (§D1.5)
             lat = torch.randn((b, 3, 3), generator=g, dtype=torch.float64).to(dev)
             tab = {k: v.cpu().tolist() for k, v in self._lat_tab.items()}
 
@@ -707,7 +707,7 @@ class DiffCSP(TrainableModel):
         for t in range(cfg.timesteps, 0, -1):
             tt = torch.full((b,), t, dtype=torch.long, device=dev)
             sig, sig_prev, rlam = sig_tab[t], sig_tab[t - 1], math.sqrt(lam_tab[t])
-            # corrector (Langevin) first, as coded (spec §1.5 item 2); the lattice waits
+            # corrector (Langevin) first, as coded (§D1.5 item 2); the lattice waits
             step = cfg.step_lr * (sig / cfg.sigma_begin) ** 2
             x = x - step * rlam * score(x, tt)[0] + math.sqrt(2 * step) * noise(t)
             # predictor (item 3); x' is not wrapped before this call

@@ -2,7 +2,7 @@
 
 Cluster counting asks, for each of 256 x 134 = 34,304 target points per structure, which
 atom (if any) lies within 0.8 Å, and the vacancy pass asks the same at 1.2 Å (spec
-benchmark-metrics.md §3.3, §3.5).  A cell list with cells at least r wide, padded by one layer
+§3.3, §3.5).  A cell list with cells at least r wide, padded by one layer
 of ghost cells that hold the periodic images, answers each query by scanning 27 cells with no
 wrapping arithmetic.  It returns exactly the minimum-image closest atom (what scipy's periodic
 cKDTree returns) about 9x faster than that periodic cKDTree, construction included

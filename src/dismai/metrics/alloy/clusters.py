@@ -1,4 +1,4 @@
-"""Cluster counts for alloy structures whose atoms are not on perfect sites (spec §3.2-3.5).
+"""Cluster counts for alloy structures whose atoms are not on perfect sites (§3.2-3.5).
 
 This is the reference's ``cluster_counts/utils/main.py`` definition, vectorised: all
 (atom x star vector) targets of a structure are formed at once (with the reference's
@@ -117,7 +117,7 @@ def _count_vacancies(targets_1nn: np.ndarray, pos: np.ndarray) -> int:
 def cluster_counts(positions: np.ndarray, species: np.ndarray,
                    basis: np.ndarray | None = None, fallback_basis: np.ndarray | None = None,
                    ) -> tuple[np.ndarray, bool, int, np.ndarray | None]:
-    """Counts of one structure with atoms at arbitrary positions (spec §3.2-3.5).
+    """Counts of one structure with atoms at arbitrary positions (§3.2-3.5).
 
     positions: (N, 3) Cartesian in the 14.4 Å cube; species: (N,) indices 0 Cr, 1 Fe, 2 Ni.
     basis: orientation to use; None finds it as main.py does (§3.2, first atom in order with

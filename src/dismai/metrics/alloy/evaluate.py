@@ -1,4 +1,4 @@
-"""Alloy benchmark metrics for a set of generated structures (spec §4-5).
+"""Alloy benchmark metrics for a set of generated structures (§4-5).
 
 Pipeline: lattice matching (§2, :mod:`lattice_match`) -> 45 cluster counts per accepted
 structure (§3; exact integer arithmetic for snapped sites, KD-tree targets for the rotated
@@ -105,7 +105,7 @@ def evaluate(gen: StructureSet, reference: dict, n_generated: int | None = None,
              lattice_match: str = "auto", *, self_exclusion: bool = False,
              n_reps: int = N_REPS, conf_level: float = CONF_LEVEL, seed: int = SEED,
              workers: int = 1) -> AlloyEvaluation:
-    """Evaluate generated alloy structures against a dataset reference (spec §2-5).
+    """Evaluate generated alloy structures against a dataset reference (§2-5).
 
     gen: structures already validated against the dataset template (14.4 Å cube).
     reference: the dict of :func:`reference.build_reference` (only

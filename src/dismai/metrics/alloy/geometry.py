@@ -1,7 +1,7 @@
 """Small geometric helpers shared by the alloy lattice matching and cluster counting.
 
 Every alloy algorithm of the reference works in the 14.4 Å reference cube (spec
-benchmark-metrics.md §1.3, §9.7).  A StructureSet validated against an alloy dataset
+§1.3, §9.7).  A StructureSet validated against an alloy dataset
 template has that cell to within 1e-3 Å, so generated atoms are placed into the exact
 reference cube by their fractional coordinates (as the reference does when it builds the
 cleaned structure), which lets every periodic search use scipy's cKDTree with
@@ -36,7 +36,7 @@ __all__ = [
 
 
 def check_alloy_cell(structures: StructureSet, atol: float = 1e-3) -> None:
-    """Raise ValueError unless the set uses the 14.4 Å reference cube (spec §1.3, §9.7)."""
+    """Raise ValueError unless the set uses the 14.4 Å reference cube (§1.3, §9.7)."""
     if not np.allclose(structures.lattice, fcc.lattice_matrix(), atol=atol):
         raise InputError(
             "alloy evaluation needs the 14.4 Å cubic reference cell; got "
@@ -49,7 +49,7 @@ def species_indices(species) -> np.ndarray:
     lut = {s: i for i, s in enumerate(SPECIES)}
     bad = sorted(set(species) - set(lut))
     if bad:
-        # the reference asserts on any key other than Cr/Fe/Ni (spec §3.4, §9.12)
+        # the reference asserts on any key other than Cr/Fe/Ni (§3.4, §9.12)
         raise InputError(f"alloy evaluation supports only {list(SPECIES)}; got {bad}")
     return np.array([lut[s] for s in species], dtype=np.int64)
 
@@ -97,7 +97,7 @@ class _LazyNeighbours:
 
 def find_basis(cart: np.ndarray, margin: float = 0.4, normalise_c: bool = True,
                tree=None, neighbours=None) -> tuple[np.ndarray | None, int]:
-    """Local cubic axes from the first atom with six 2NN-like neighbours (spec §2.3 A, §3.2).
+    """Local cubic axes from the first atom with six 2NN-like neighbours (§2.3 A, §3.2).
 
     Loops over atoms in index order: neighbours within 3.6 + margin Å with d >= 3.6 - margin;
     exactly 6 are required; they are sorted by |d - 3.6| (numpy's default argsort, as the
@@ -106,7 +106,7 @@ def find_basis(cart: np.ndarray, margin: float = 0.4, normalise_c: bool = True,
     Returns (B with rows a, b, c, pin atom index) or (None, -1) when no atom qualifies.
 
     The order of equally good neighbours can differ from pymatgen's neighbour-list order
-    (spec §10.5); on perfect lattices every choice is a signed permutation.
+    (§10.5); on perfect lattices every choice is a signed permutation.
     """
     from scipy.spatial import cKDTree
 

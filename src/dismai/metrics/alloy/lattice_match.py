@@ -1,4 +1,4 @@
-"""Putting generated alloy atoms on FCC lattice sites (spec benchmark-metrics.md §2).
+"""Putting generated alloy atoms on FCC lattice sites (§2).
 
 Three reference variants plus an automatic choice:
 
@@ -145,7 +145,7 @@ def nearest_fcc_point(x: np.ndarray) -> np.ndarray:
 
 def snap_to_sites(cart: np.ndarray, species: np.ndarray, shift_cart: np.ndarray | None = None,
                   self_exclusion: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Site species for the (shifted) reference lattice (spec §2.1 steps 1-3).
+    """Site species for the (shifted) reference lattice (§2.1 steps 1-3).
 
     cart: (M, N, 3) positions in the cube; species: (N,) indices; shift_cart: (M, 3)
     Cartesian shift of the reference lattice (§2.2), None for §2.1.

@@ -1,11 +1,11 @@
 """Training-set reference statistics for the alloy benchmark, computed once per dataset.
 
-The reference benchmark reads precomputed train CSVs and never recomputes them (spec §0
+The reference benchmark reads precomputed train CSVs and never recomputes them (§0
 notation, §5); likewise a dataset ships ``NAME.reference.json`` built here at dataset build
 time, and :func:`dismai.metrics.alloy.evaluate.evaluate` only reads it.
 
 Training structures are perfect-lattice configurations, so their counts are the exact
-integer site-arithmetic counts (spec §3.3 "reimplementation for perfect lattices").
+integer site-arithmetic counts (§3.3 "reimplementation for perfect lattices").
 """
 
 from __future__ import annotations

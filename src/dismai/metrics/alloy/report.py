@@ -31,7 +31,7 @@ __all__ = [
     "write_outputs",
 ]
 
-#: spec §4.4: np.arange(-5, 15 + 0.5, 0.5) meV/atom, 41 edges
+#: §4.4: np.arange(-5, 15 + 0.5, 0.5) meV/atom, 41 edges
 ENERGY_BIN_EDGES = np.arange(-5.0, 15.0 + 0.5, 0.5)
 
 
@@ -56,7 +56,7 @@ def per_structure_csv(ev: AlloyEvaluation) -> str:
 
 def binned_percentages(values: np.ndarray, edges: np.ndarray = ENERGY_BIN_EDGES
                        ) -> tuple[np.ndarray, int]:
-    """Percentages per right-closed bin of in-range values, and their count (spec §4.4)."""
+    """Percentages per right-closed bin of in-range values, and their count (§4.4)."""
     return _binned(values, edges)
 
 

@@ -1,4 +1,4 @@
-"""Warren-Cowley short-range order exactly as Dismai-Bench computes it (spec §4.3).
+"""Warren-Cowley short-range order exactly as Dismai-Bench computes it (§4.3).
 
 Note the reference's like-pair form 1 - p(i|i)/c_i (sign inverted relative to the
 textbook (p_ii - c_i)/(1 - c_i)); unlike pairs average both directions.  Negative

@@ -1,4 +1,4 @@
-"""Amorphous-silicon benchmark metrics (spec benchmark-metrics.md §6).
+"""Amorphous-silicon benchmark metrics (§6).
 
 d_motif / cos_motif (CrystalNN fingerprints), d_rdf (g(r)), d_angle (bond angles),
 pct_failed and mean_relax_steps, with the reference's pivotal bootstrap errors.

@@ -1,4 +1,4 @@
-"""Si bond-angle distribution and ``d_angle`` (spec benchmark-metrics.md §6.6).
+"""Si bond-angle distribution and ``d_angle`` (§6.6).
 
 Neighbours: pymatgen CrystalNN in geometric mode (distance_cutoffs=None, x_diff_weight=0,
 porous_adjustment=False), the neighbour set of the most probable CN (empty if CN 0 wins).

@@ -1,4 +1,4 @@
-"""a-Si benchmark metrics for a set of generated, relaxed structures (spec §6).
+"""a-Si benchmark metrics for a set of generated, relaxed structures (§6).
 
 ``d_motif``          Euclidean distance between train and generated mean 61-feature
                      CrystalNN fingerprints (§6.4-6.5), pivotal bootstrap (§0.2-0.3).
@@ -115,7 +115,7 @@ def evaluate(gen: StructureSet, reference: dict, n_generated: int | None = None,
              features: ASiFeatures | None = None, n_reps: int = N_REPS,
              conf_level: float = CONF_LEVEL, seed: int = SEED,
              workers: int | None = None) -> ASiEvaluation:
-    """Evaluate relaxed generated a-Si structures against a dataset reference (spec §6).
+    """Evaluate relaxed generated a-Si structures against a dataset reference (§6).
 
     gen: the structures that survived post-processing and relaxation (the reference's
     ``gen_relaxed.extxyz``); energies in ``gen.properties`` are optional.

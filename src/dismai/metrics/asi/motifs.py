@@ -1,6 +1,6 @@
 """a-Si coordination-motif fingerprints, ``d_motif``/``cos_motif`` and most-likely motifs.
 
-Spec benchmark-metrics.md §6.4-6.5, §6.8.  Every Si atom gets matminer's 61-feature
+Spec §6.4-6.5, §6.8.  Every Si atom gets matminer's 61-feature
 ``CrystalNNFingerprint`` ('ops' preset: wt and wt x order parameter for CN 1..24, pymatgen
 CrystalNN defaults, no oxidation states).  The per-structure fingerprint is the mean over its
 atoms; the dataset vector is the mean over structures.  d_motif = Euclidean and cos_motif =

@@ -1,4 +1,4 @@
-"""Si-Si radial distribution function and ``d_rdf`` (spec benchmark-metrics.md §6.7).
+"""Si-Si radial distribution function and ``d_rdf`` (§6.7).
 
 The reference builds a 2x2x2 supercell (2048 atoms) per structure and histograms all
 2048 x 2047 minimum-image distances with vasppy (500 bins on [0, 10] Å, raw ``.rdf``, not

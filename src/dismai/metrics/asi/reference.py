@@ -1,6 +1,6 @@
 """Training-set reference for the a-Si benchmark (the reference's precomputed train CSVs).
 
-The reference metric scripts read precomputed train statistics (spec §6.5-6.8: mean
+The reference metric scripts read precomputed train statistics (§6.5-6.8: mean
 fingerprint, mean g(r), mean angle fractions, most-likely-motif percentages, train
 energies).  :func:`build_reference` computes the same from our training split and adds a
 ``noise_floor``: the metrics of the validation split against the training split, i.e. the

@@ -2,7 +2,7 @@
 
 Plots use matplotlib's Agg canvas directly (no pyplot state) and every file is written
 atomically through :func:`dismai.fileio.atomic_path`, so an interrupted run never leaves a
-truncated output.  Figures follow the reference's plot scripts (spec §6.3, §6.6-6.8):
+truncated output.  Figures follow the reference's plot scripts (§6.3, §6.6-6.8):
 mean g(r) and mean bond-angle distribution of generated vs training structures with the
 per-bin pivotal bootstrap band (§0.3), most-likely-motif percentages with pivotal error
 bars, and the energy histogram relative to the training mean (-50...100 meV/atom, 5 meV

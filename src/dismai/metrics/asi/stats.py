@@ -1,4 +1,4 @@
-"""Bootstrap glue for the a-Si metrics: one resample set per distribution (spec §0.2-0.3).
+"""Bootstrap glue for the a-Si metrics: one resample set per distribution (§0.2-0.3).
 
 Every a-Si statistic is a function of the mean over structures of a per-structure vector
 (fingerprint, g(r), angle fractions, motif fractions), so the shared

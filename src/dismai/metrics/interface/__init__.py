@@ -1,4 +1,4 @@
-"""Li3ScCl6-LiCoO2 interface benchmark metrics (spec benchmark-metrics.md §7).
+"""Li3ScCl6-LiCoO2 interface benchmark metrics (§7).
 
 d_Li / d_Co / d_Sc / d_all (and cos_*) between mean cation CrystalNN fingerprints
 (109 features, Cl/O neighbours only), pct_failed, mean_relax_steps, interface-energy

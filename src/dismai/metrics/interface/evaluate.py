@@ -1,4 +1,4 @@
-"""Interface benchmark metrics for generated, relaxed structures (spec §7).
+"""Interface benchmark metrics for generated, relaxed structures (§7).
 
 ``d_Li``, ``d_Co``, ``d_Sc``  Euclidean distance between the train and generated mean
                               109-feature cation fingerprints (§7.3-7.4);
@@ -98,7 +98,7 @@ def metrics_from_features(feats: InterfaceFeatures, reference: dict, *, n_reps: 
 
 def motif_breakdown(feats: InterfaceFeatures, reference: dict, *, n_reps: int = N_REPS,
                     conf_level: float = CONF_LEVEL, seed: int = SEED) -> dict:
-    """Most-likely motifs of each cation split by O neighbours (paper Fig. 9, spec §7.5).
+    """Most-likely motifs of each cation split by O neighbours (paper Fig. 9, §7.5).
 
     Rows are the train-selected motifs (train % ≥ 1, §6.8 order) x n_O = 0..CN; the
     percentage is atoms with that motif and O count over all atoms of the species.
@@ -141,7 +141,7 @@ def evaluate(gen: StructureSet, reference: dict, n_generated: int | None = None,
              n_failed_postprocess: int = 0, relax_results=None, n_workers: int | None = 1, *,
              features: InterfaceFeatures | None = None, n_reps: int = N_REPS,
              conf_level: float = CONF_LEVEL, seed: int = SEED) -> InterfaceEvaluation:
-    """Evaluate relaxed generated interface structures against a reference (spec §7).
+    """Evaluate relaxed generated interface structures against a reference (§7).
 
     gen: the structures that survived move-apart and relaxation; energies
     (``energy_per_atom`` or ``energy``) in gen.properties are optional.  reference:

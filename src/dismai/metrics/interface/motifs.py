@@ -1,4 +1,4 @@
-"""Cation coordination fingerprints of the interface benchmark (spec §7.3, §7.5).
+"""Cation coordination fingerprints of the interface benchmark (§7.3, §7.5).
 
 Every Li, Sc and Co atom gets matminer's 61 'ops' CrystalNNFingerprint features computed
 with CrystalNN(cation_anion=True) and oxidation states Li+1, Sc+3, Co+3, Cl-1, O-2, so only

@@ -1,4 +1,4 @@
-"""Training-set reference for the interface benchmark (spec §7.2-7.5).
+"""Training-set reference for the interface benchmark (§7.2-7.5).
 
 Layout (JSON-able):
 
@@ -79,7 +79,7 @@ def reference_from_features(train: InterfaceFeatures, val: InterfaceFeatures | N
     """The reference dict from precomputed features (layout in the module docstring).
 
     e_ref: the dataset build's E_ref (eV/atom).  If None and train energies exist it is
-    recomputed as E_min(train) + 0.4 J/m^2 (spec §3.1); pass the build's value when known,
+    recomputed as E_min(train) + 0.4 J/m^2 (recipe §3.1); pass the build's value when known,
     because the training split need not contain the lowest candidate.
     """
     if len(train) == 0:

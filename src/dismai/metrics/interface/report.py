@@ -1,4 +1,4 @@
-"""Interface evaluation outputs: per-structure CSV, plots, motif breakdown (spec §7.2, §7.5).
+"""Interface evaluation outputs: per-structure CSV, plots, motif breakdown (§7.2, §7.5).
 
 Plots use matplotlib's Agg canvas and every file is written atomically (dismai.fileio),
 like the a-Si report: interface-energy histograms of generated vs training structures
