@@ -426,4 +426,7 @@ def test_bench_diffcsp_asi_tiny(tmp_path):
     m = json.loads((tmp_path / "bench" / "metrics.json").read_text())
     assert m["dataset"] == "a-si" and m["n_generated"] == 2 and m["relaxed"]
     assert {"d_motif", "d_rdf", "d_angle"} <= set(m["metrics"]) and "random" in res["baselines"]
+    # relaxed families: the bench also scores the structures as generated (learning gate)
+    assert {"d_motif", "d_rdf", "d_angle"} <= set(m["metrics_as_generated"])
+    assert any(r[0] == "d_rdf (as generated)" for r in res["rows"])
     assert DiffCSP.eval_options.get("a-si") is None  # a-Si: the dataset's default pipeline
