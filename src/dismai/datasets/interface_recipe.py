@@ -49,6 +49,7 @@ from dismai.interface_cell import (
     interface_energy,
     low_energy_reference,
 )
+from dismai.progress import reporter, silent
 from dismai.structures import StructureSet
 
 __all__ = [
@@ -409,15 +410,16 @@ def _fill_interface(rng: np.random.Generator, fixed_sp: np.ndarray, fixed_uv: np
 
 
 def build_candidates(n: int, seed: int, recipe: dict | None = None,
-                     lsc_bulk: tuple | None = None) -> StructureSet:
+                     lsc_bulk: tuple | None = None, progress=None) -> StructureSet:
     """n random unrelaxed interface structures, deterministic from seed (recipe §3.6).
 
     Candidate k uses its own generator ``default_rng([seed, k])``, so a candidate does
     not depend on n (a longer run extends a shorter one).  Properties:
     ``interface_thickness`` (Å), ``lsc_shift`` (u, v lateral shift of the LSC slab),
     ``candidate_index``.  lsc_bulk: optional relaxed (lattice, species, frac) for the LSC
-    slab (:func:`relax_lsc_bulk`).
+    slab (:func:`relax_lsc_bulk`).  progress: see dismai.progress (stage "candidates").
     """
+    report = progress or silent
     r = default_recipe() if recipe is None else {**default_recipe(), **recipe}
     t_lo, t_hi = (float(x) for x in r["thickness_range"])
     c = float(r["cell_c"])
@@ -438,6 +440,8 @@ def build_candidates(n: int, seed: int, recipe: dict | None = None,
     thickness = np.empty(n)
     shifts = np.empty((n, 2))
     for k in range(n):
+        if k % 20 == 0:
+            report("candidates", k, n)
         rng = np.random.default_rng([int(seed), k])
         t = t_lo + (t_hi - t_lo) * rng.random()
         shift = rng.random(2)
@@ -462,9 +466,39 @@ def build_candidates(n: int, seed: int, recipe: dict | None = None,
         thickness[k] = t
         shifts[k] = shift
     species = tuple(s for s in SPECIES_ORDER for _ in range(COMPOSITION[s]))
+    report("candidates", n, n)
     return StructureSet(lattice, species, frac,
                         {"interface_thickness": thickness, "lsc_shift": shifts,
                          "candidate_index": np.arange(n, dtype=np.int64)})
+
+
+def _cached_candidates(work: Path, r: dict, bulk, report) -> StructureSet:
+    """build_candidates, kept in the work folder so a resumed build skips it."""
+    import hashlib
+    import io
+    import json
+
+    from dismai.fileio import write_bytes
+
+    key = hashlib.sha256(json.dumps({k: r[k] for k in sorted(r)}, sort_keys=True,
+                                    default=str).encode()
+                         + repr(None if bulk is None else np.asarray(bulk[2]).tobytes()).encode()
+                         ).hexdigest()[:12]
+    path = work / f"candidates-{key}.npz"
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as z:
+            lattice, frac = z["lattice"], z["frac"]
+            props = {k[5:]: z[k] for k in z.files if k.startswith("prop_")}
+        species = tuple(s for s in SPECIES_ORDER for _ in range(COMPOSITION[s]))
+        report("candidates", len(frac), len(frac))
+        return StructureSet(lattice, species, frac, props)
+    cands = build_candidates(int(r["n_candidates"]), int(r["seed"]), r, lsc_bulk=bulk,
+                             progress=report)
+    buf = io.BytesIO()
+    np.savez(buf, lattice=cands.lattice, frac=cands.frac,
+             **{f"prop_{k}": v for k, v in cands.properties.items()})
+    write_bytes(path, buf.getvalue())
+    return cands
 
 
 # --------------------------------------------------------------------------- build
@@ -506,11 +540,12 @@ def build(recipe: dict, work_dir, energy_model="chgnet", n_workers: int | None =
             bulk = relax_lsc_bulk(energy_model, **model_kwargs)
             write_json(cache, {"lattice": bulk[0].tolist(), "species": list(bulk[1]),
                                "frac": bulk[2].tolist()})
-    cands = build_candidates(int(r["n_candidates"]), int(r["seed"]), r, lsc_bulk=bulk)
-    run = relax_structures(cands, energy_model, out_dir=work / "relax",
-                           fmax=r["relax_fmax"], max_steps=r["relax_steps"],
-                           optimizer=r["optimizer"], n_workers=n_workers,
-                           model_kwargs=model_kwargs or None, progress=progress)
+    with reporter(progress) as report:
+        cands = _cached_candidates(work, r, bulk, report)
+        run = relax_structures(cands, energy_model, out_dir=work / "relax",
+                               fmax=r["relax_fmax"], max_steps=r["relax_steps"],
+                               optimizer=r["optimizer"], n_workers=n_workers,
+                               model_kwargs=model_kwargs or None, progress=report)
     relaxed = run.structures
     energy = np.asarray(relaxed.properties["energy_per_atom"], dtype=np.float64)
     e_ref = (low_energy_reference(energy, r["window_j_m2"], lattice=cands.lattice)
