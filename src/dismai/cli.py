@@ -268,6 +268,8 @@ def bench(
     res = run_bench(model, dataset, preset, config, n, out, seed, progress=not quiet)
     typer.echo(f"{model} on {dataset} (n = {n}, preset {preset}); 95 % intervals in [ ]")
     typer.echo(text_table(res["header"], res["rows"]))
+    if res["gate"] is not None:
+        typer.echo(f"learning gate against random (docs/learning.md): {res['gate'].summary()}")
     typer.echo(f"wrote {res['out'] / 'report.md'}")
 
 

@@ -172,13 +172,13 @@ def bench(model: str, dataset, preset: str = "quick", config_file=None, n: int =
     if n < 1:
         raise InputError(f"--n must be >= 1, got {n}")
 
-    t0 = time.monotonic()
+    t0, c0 = time.monotonic(), _cpu_seconds()
     m = cls(cfg)
     m.fit(dataset.train, dataset.val, run_dir=out / "run", resume=True, progress=progress)
-    t_train = time.monotonic() - t0
-    t0 = time.monotonic()
+    t_train, c_train = time.monotonic() - t0, _cpu_seconds() - c0
+    t0, c0 = time.monotonic(), _cpu_seconds()
     gen = m.sample(n, seed=seed)
-    t_sample = time.monotonic() - t0
+    t_sample, c_sample = time.monotonic() - t0, _cpu_seconds() - c0
     write_extxyz(gen, out / "samples.extxyz")
     eval_opts = model_eval_options(cls, family)
     raw = {"as_generated": True} if dataset.family.relaxes else {}
@@ -198,14 +198,22 @@ def bench(model: str, dataset, preset: str = "quick", config_file=None, n: int =
         except DismaiError as exc:  # e.g. nothing on a lattice to score
             baselines[b] = f"failed: {str(exc).splitlines()[0]}"
 
+    gate = None
+    if dataset.family.relaxes and not isinstance(baselines.get("random"), (str, type(None))):
+        from dismai.learning import learning_gate
+
+        gate = learning_gate(result, baselines["random"])
     header, rows = bench_rows(result, baselines)
     report = [
         f"# dismai bench: {model} on {dataset.name}",
         "",
         f"- preset `{preset}`" + (f", config `{config_file}`" if config_file else ""),
-        f"- training: {len(dataset.train)} structures, {t_train:.1f} s wall "
-        f"(run directory `run/`, losses in `run/losses.csv`)",
-        f"- sampling: {n} structures, seed {seed}, {t_sample:.1f} s -> `samples.extxyz`",
+        f"- training: {len(dataset.train)} structures, {t_train:.1f} s wall, "
+        f"{c_train:.0f} CPU-s (run directory `run/`, losses in `run/losses.csv`)",
+        f"- sampling: {n} structures, seed {seed}, {t_sample:.1f} s wall, {c_sample:.0f} CPU-s "
+        "-> `samples.extxyz`",
+        *([f"- learning gate against `random` (docs/learning.md): {gate.summary()}"]
+          if gate is not None else []),
         "- metrics: `metrics.json` (model), `baselines/<name>/metrics.json`; "
         "values with 95 % pivotal bootstrap intervals",
         *([f"- model evaluated with {', '.join(f'{k}={v}' for k, v in eval_opts.items())} "
@@ -218,4 +226,13 @@ def bench(model: str, dataset, preset: str = "quick", config_file=None, n: int =
                       "CPU), not a quality claim.\n")
     write_text(out / "report.md", "\n".join(report))
     return {"out": out, "result": result, "baselines": baselines, "header": header,
-            "rows": rows, "train_seconds": t_train}
+            "rows": rows, "train_seconds": t_train, "sample_seconds": t_sample,
+            "train_cpu_seconds": c_train, "sample_cpu_seconds": c_sample, "gate": gate}
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and its finished children (spawned workers)."""
+    import os
+
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system

@@ -7,6 +7,7 @@ A configuration is resolved in layers, each a plain mapping of keys to values:
 
 Presets live in ``dismai/models/presets/<model>-<preset>.yaml`` as
 
+    families: [a-si]     # optional: the families this preset is meant for (else: all)
     defaults:            # every dataset family
       key: value
     alloy:               # only for the alloy family (also: a-si, interface)
@@ -197,12 +198,16 @@ def preset_layers(model: str, preset: str, family: str | None) -> list[tuple[str
     from dismai.families import FAMILIES  # a preset may specialise any registered family
 
     data = load_yaml_mapping(path)
+    only = data.pop("families", None)  # a preset sized for some families only
     for section in data:
         if section != "defaults" and section not in FAMILIES:
             raise ConfigError(
-                f"{path.name}: unknown section {section!r}; use defaults or one of "
+                f"{path.name}: unknown section {section!r}; use defaults, families or one of "
                 f"{', '.join(FAMILIES.names())}"
             )
+    if only is not None and family is not None and family not in only:
+        raise ConfigError(f"preset {preset!r} of {model} is sized for the {', '.join(only)} "
+                          f"family only, not {family}; use another preset")
     layers = [(f"preset {preset} (defaults)", data.get("defaults") or {})]
     if family is not None and family in data:
         layers.append((f"preset {preset} ({family})", data[family] or {}))
