@@ -94,7 +94,6 @@ def test_memorisation_check_tells_a_copier_from_random():
         check_memorisation("random", None, pair, rms_tol=0.5)
 
 
-@pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason="DiffCSP does not yet memorise two structures: "
                    "diagnosis in docs/learning.md")
 def test_diffcsp_memorises_two_structures():
@@ -106,7 +105,6 @@ def test_diffcsp_memorises_two_structures():
     check_memorisation("diffcsp", cfg, toy_structures(2, seed=3), rms_tol=0.3)
 
 
-@pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason="CryinGAN does not yet memorise two structures: "
                    "diagnosis in docs/learning.md")
 def test_cryingan_memorises_two_structures():

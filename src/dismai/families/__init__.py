@@ -13,21 +13,16 @@ from dismai.registry import Registry
 __all__ = ["FAMILIES", "get_family", "all_families", "DatasetFamily", "DatasetSpec",
            "BuildResult"]
 
+#: name -> the family object (stateless; one per module, named FAMILY)
 FAMILIES = Registry("dataset family")
-FAMILIES.register("alloy", "dismai.families.alloy:AlloyFamily")
-FAMILIES.register("a-si", "dismai.families.asi:ASiFamily")
-FAMILIES.register("interface", "dismai.families.interface:InterfaceFamily")
-
-_INSTANCES: dict[tuple[str, object], DatasetFamily] = {}
+FAMILIES.register("alloy", "dismai.families.alloy:FAMILY")
+FAMILIES.register("a-si", "dismai.families.asi:FAMILY")
+FAMILIES.register("interface", "dismai.families.interface:FAMILY")
 
 
 def get_family(name: str) -> DatasetFamily:
-    """The (stateless) family object registered under `name`."""
-    cls = FAMILIES.get(name)
-    key = (name, cls)
-    if key not in _INSTANCES:
-        _INSTANCES[key] = cls() if isinstance(cls, type) else cls
-    return _INSTANCES[key]
+    """The family object registered under `name`."""
+    return FAMILIES.get(name)
 
 
 def all_families() -> list[DatasetFamily]:

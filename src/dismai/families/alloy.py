@@ -12,7 +12,7 @@ import numpy as np
 from dismai.evaluation import Evaluation
 from dismai.families.base import BuildResult, DatasetFamily, DatasetSpec
 
-__all__ = ["AlloyFamily"]
+__all__ = ["FAMILY", "AlloyFamily"]
 
 COMPOSITION = {"Cr": 51, "Fe": 154, "Ni": 51}
 
@@ -103,3 +103,6 @@ class AlloyFamily(DatasetFamily):
         from dismai.metrics.alloy.report import write_outputs
 
         write_outputs(evaluation.details, reference, out_dir)
+
+
+FAMILY = AlloyFamily()

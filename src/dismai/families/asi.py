@@ -15,7 +15,7 @@ import numpy as np
 from dismai.families.base import BuildResult, DatasetSpec
 from dismai.families.relaxed import RelaxedFamily
 
-__all__ = ["ASiFamily", "asi_statistics"]
+__all__ = ["FAMILY", "ASiFamily", "asi_statistics"]
 
 
 def asi_statistics(structures) -> dict:
@@ -120,3 +120,6 @@ class ASiFamily(RelaxedFamily):
         recipe = dataset.manifest["recipe"]
         return {"model": "sw-vink", "fmax": recipe["relax_fmax"],
                 "max_steps": recipe["relax_steps"], "optimizer": "lammps-cg"}
+
+
+FAMILY = ASiFamily()

@@ -14,7 +14,7 @@ import numpy as np
 from dismai.families.base import BuildResult, DatasetSpec
 from dismai.families.relaxed import RelaxedFamily
 
-__all__ = ["InterfaceFamily", "interface_statistics"]
+__all__ = ["FAMILY", "InterfaceFamily", "interface_statistics"]
 
 _TITLES = {f"{k}_{s}": f"{k}_{s} ({name} fingerprint, {kind})"
            for s, name in (("Li", "Li"), ("Co", "Co"), ("Sc", "Sc"), ("all", "all cations"))
@@ -95,3 +95,6 @@ class InterfaceFamily(RelaxedFamily):
         recipe = dataset.manifest["recipe"]
         return {"model": recipe["energy_model"], "fmax": recipe["relax_fmax"],
                 "max_steps": recipe["relax_steps"], "optimizer": recipe["optimizer"]}
+
+
+FAMILY = InterfaceFamily()
