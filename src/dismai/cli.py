@@ -125,7 +125,7 @@ def datasets_info(name: str = typer.Argument(..., help="dataset name")) -> None:
 @datasets_app.command("build")
 @friendly
 def datasets_build(
-    name: str = typer.Argument(..., help="dataset name, or 'all'"),
+    name: str = typer.Argument(..., help="dataset name, or 'all' (every shipped dataset)"),
     seed: int = typer.Option(None, help="recipe seed (default: the shipped seed)"),
     out: Path = typer.Option(None, "--out",
                              help="output folder (default: the user data folder)"),
@@ -137,10 +137,11 @@ def datasets_build(
 ) -> None:
     """Regenerate a dataset from its recipe (bit-identical to the shipped file for a seed);
     an interrupted build continues where it stopped when run again."""
-    from dismai.datasets.registry import dataset_names
+    from dismai.datasets.registry import DATA_DIR, dataset_names, find_data_dir
     from dismai.workflows import build
 
-    names = dataset_names() if name == "all" else [name]
+    names = ([n for n in dataset_names() if find_data_dir(n) == DATA_DIR] if name == "all"
+             else [name])
     for n in names:
         paths = build(n, seed=seed, out=out, work_dir=work, n_workers=workers,
                       progress=not quiet)
@@ -180,14 +181,23 @@ def evaluate(
     relax: bool = typer.Option(None, "--relax/--no-relax",
                                help="relaxed families (a-si, interface): relax first (default)"),
     workers: int = typer.Option(None, "--workers", help="processes (default: all cores)"),
+    as_generated: bool = typer.Option(None, "--as-generated",
+                                      help="relaxed families: also score the input as given "
+                                           "(the learning gate, docs/learning.md)"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
 ) -> None:
     """Score generated structures against a dataset's training set."""
+    from dismai.evaluation import format_table
     from dismai.workflows import evaluate_file
 
     ev = evaluate_file(path, dataset, n_generated=n_generated, out=out, progress=not quiet,
-                       lattice_match=lattice_match, relax=relax, workers=workers)
+                       lattice_match=lattice_match, relax=relax, workers=workers,
+                       as_generated=as_generated)
     typer.echo(ev.table())
+    raw = ev.header.get("metrics_as_generated")
+    if raw:
+        typer.echo("as generated (no move-apart, no relaxation):")
+        typer.echo(format_table(raw, ev.noise_floor, ev.titles))
     if out is not None:
         console.print(f"wrote {Path(out) / 'metrics.json'}")
 
