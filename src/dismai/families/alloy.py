@@ -14,8 +14,6 @@ from dismai.families.base import BuildResult, DatasetFamily, DatasetSpec
 
 __all__ = ["FAMILY", "AlloyFamily"]
 
-COMPOSITION = {"Cr": 51, "Fe": 154, "Ni": 51}
-
 
 def alloy_statistics(site_species: np.ndarray) -> dict:
     """Mean CE formation energy and mean 1NN/2NN Warren-Cowley SRO per pair."""
@@ -46,7 +44,7 @@ class AlloyFamily(DatasetFamily):
     storage = "site species per FCC site, uint8 (0 Cr, 1 Fe, 2 Ni), shape (M, 256)"
 
     def datasets(self) -> list[DatasetSpec]:
-        from dismai.datasets.alloy_recipe import default_recipe
+        from dismai.datasets.alloy_recipe import COMPOSITION, default_recipe
 
         specs = []
         for temperature in (300, 1500):

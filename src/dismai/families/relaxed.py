@@ -81,7 +81,6 @@ class RelaxedFamily(DatasetFamily):
             raise ComputationError("no structure survived post-processing and relaxation")
         ev = self.score(prep.structures, dataset.reference, n_generated,
                         prep.n_failed_move_apart, prep.relax_run, workers)
-        ev.relax_run = prep.relax_run
         run = prep.relax_run
         header = {"relaxed": bool(relax), "n_failed_move_apart": prep.n_failed_move_apart,
                   "n_failed_relaxation": 0 if run is None else len(run.failed)}
@@ -96,7 +95,7 @@ class RelaxedFamily(DatasetFamily):
 
     def write_outputs(self, evaluation, reference, out_dir) -> None:
         self.write_family_outputs(evaluation.details, reference, out_dir)
-        run = getattr(evaluation.details, "relax_run", None)
+        run = evaluation.details.relax_results  # the RelaxRun prepare() made, or None
         if run is not None:
             run.write_table_csv(Path(out_dir) / "relax_results.csv")
 

@@ -73,6 +73,8 @@ class ASiEvaluation:
     delta_energy_mev: np.ndarray | None = None
     relax_steps: np.ndarray | None = None
     extra: dict = field(default_factory=dict)
+    #: the relaxation results given to evaluate (a RelaxRun for relax_results.csv), if any
+    relax_results: object = field(default=None, repr=False)
 
 
 def metrics_from_features(feats: ASiFeatures, reference: dict, *, n_reps: int = N_REPS,
@@ -154,7 +156,7 @@ def evaluate(gen: StructureSet, reference: dict, n_generated: int | None = None,
     return ASiEvaluation(metrics=metrics, n_final=m, n_generated=n_gen, features=feats,
                          rdf_band=rdf_band, angle_band=ang_band, motifs=motifs,
                          energy_per_atom=energy, delta_energy_mev=delta, relax_steps=steps,
-                         extra=extra)
+                         extra=extra, relax_results=relax_results)
 
 
 def _check_axes(reference: dict) -> None:

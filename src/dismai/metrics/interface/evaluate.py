@@ -67,6 +67,8 @@ class InterfaceEvaluation:
     energy: dict | None = None
     relax_steps: np.ndarray | None = None
     extra: dict = field(default_factory=dict)
+    #: the relaxation results given to evaluate (a RelaxRun for relax_results.csv), if any
+    relax_results: object = field(default=None, repr=False)
 
 
 def combined_vectors(vectors: dict, n_atoms: dict) -> np.ndarray:
@@ -173,4 +175,5 @@ def evaluate(gen: StructureSet, reference: dict, n_generated: int | None = None,
              "n_failed_other": int(n_gen - m - int(n_failed_postprocess) - n_relax_failed),
              "n_fallback_sites": int(feats.n_fallback.sum())}
     return InterfaceEvaluation(metrics=metrics, n_final=m, n_generated=n_gen, features=feats,
-                               motifs=motifs, energy=energy, relax_steps=steps, extra=extra)
+                               motifs=motifs, energy=energy, relax_steps=steps, extra=extra,
+                               relax_results=relax_results)
