@@ -6,7 +6,9 @@ whether the learning gate passed (dismai.learning).
     python benchmarks/learning.py                     # every model with a cpu preset
     python benchmarks/learning.py --models diffcsp --n 1000 --out runs/learning
 
-Each model's run folder is reused (training resumes), so an interrupted run continues.
+Each model's run folder is reused (training resumes), so an interrupted run continues, and
+the doc is assembled from every model's newest section under --out: rerunning one model
+keeps the others' results.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import argparse
 import sys
 import time
 from pathlib import Path
+
+SECTION = "learning-section.md"  # one model's part of the doc, kept in its run folder
 
 
 def _cell(entry) -> str:
@@ -71,15 +75,19 @@ def main(argv=None) -> int:
         wall = time.time() - w0
         print(f"{name}: gate {gate.summary()}, train {res['train_cpu_seconds']:.0f} CPU-s, "
               f"sample {res['sample_cpu_seconds']:.0f} CPU-s, bench {wall:.0f} s wall")
-        sections.append("\n".join([
+        section = "\n".join([
             f"## {name} (`--preset cpu`, {args.dataset}, n = {args.n})", "",
             f"- learning gate: **{gate.summary()}**",
             f"- training {res['train_seconds']:.0f} s wall / {res['train_cpu_seconds']:.0f} "
             f"CPU-s; sampling {res['sample_seconds']:.0f} s / {res['sample_cpu_seconds']:.0f} "
-            f"CPU-s; whole bench {wall:.0f} s wall", "",
-            *_table(res), ""]))
+            f"CPU-s; whole bench {wall:.0f} s wall ({time.strftime('%Y-%m-%d')})", "",
+            *_table(res), ""])
+        write_text(Path(args.out) / name / SECTION, section)
+    # every model's newest section under --out, so models can be rerun one at a time
+    sections = [(Path(args.out) / m / SECTION).read_text() for m in trainable_models()
+                if (Path(args.out) / m / SECTION).is_file()] + sections
     text = ("# Learning check results\n\nWritten by `python benchmarks/learning.py` "
-            f"({time.strftime('%Y-%m-%d')}); see docs/learning.md for the gate.\n\n"
+            "from the runs under its `--out` folder; see docs/learning.md for the gate.\n\n"
             + "\n".join(sections))
     write_text(args.doc, text)
     print(f"wrote {args.doc}")

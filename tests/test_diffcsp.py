@@ -16,6 +16,7 @@ from dismai.models.diffcsp import (
     DiffCSP,
     DiffCSPConfig,
     lattice_schedule,
+    pair_blocks,
     reference_forward,
     sigma_norm_table,
     sigma_schedule,
@@ -40,7 +41,13 @@ def tiny_net(n_atoms=12, dtype=torch.float32, seed=0) -> CSPNet:
     z = [26] * 3 + [28] * 5 + [24] * 4
     net = CSPNet(z[:n_atoms], s.lattice, 28, hidden=16, num_layers=2, num_freqs=6,
                  time_dim=8, timesteps=50)
+    net.n_blocks = pair_blocks(n_atoms, min_block=2)  # exercise the triangular layout
     return net.to(dtype)
+
+
+def test_pair_blocks():
+    assert [pair_blocks(n) for n in (12, 64, 256, 264, 257)] == [1, 4, 8, 8, 1]
+    assert pair_blocks(12, min_block=2) == 6 and pair_blocks(7, min_block=2) == 1
 
 
 # ---------------------------------------------------------------------------- wrapped normal

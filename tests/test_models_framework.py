@@ -55,7 +55,8 @@ def test_unknown_config_key_is_an_error(tmp_path):
 @pytest.mark.parametrize("data, message", [
     ({"epochs": "10"}, "must be an integer"),
     ({"epochs": True}, "must be an integer"),
-    ({"g_lr": "5e-5"}, "must be a number"),
+    ({"g_lr": "fast"}, "must be a number"),
+    ({"g_lr": "nan"}, "must be a number"),
     ({"gen_channels": 3}, "must be a list"),
     ({"critic": "single"}, "critic must be one of"),
     ({"coord_pooling": "sum"}, "coord_pooling must be one of"),
@@ -66,6 +67,14 @@ def test_unknown_config_key_is_an_error(tmp_path):
 def test_config_type_and_value_errors(data, message):
     with pytest.raises(ConfigError, match=message):
         create_model("cryingan", data)
+
+
+def test_yaml_exponent_without_a_dot_is_a_number(tmp_path):
+    # YAML 1.1 (PyYAML) reads 5e-3 as the string "5e-3"; a user means the number
+    f = tmp_path / "c.yaml"
+    f.write_text("g_lr: 5e-3\n")
+    cfg = resolve_config("cryingan", CryinGANConfig, preset="quick", config_file=f)
+    assert cfg.g_lr == 5e-3
 
 
 def test_presets_resolve_per_family(tmp_path):
@@ -81,7 +90,7 @@ def test_presets_resolve_per_family(tmp_path):
                           config_file=f)
     assert over.weight_dist == 0.0 and over.epochs == 1500
     with pytest.raises(ConfigError, match="no preset 'fast' for model 'cryingan'; available: "
-                                          "paper, quick"):
+                                          "cpu, paper, quick"):
         resolve_config("cryingan", CryinGANConfig, preset="fast")
     bad = tmp_path / "bad.yaml"
     bad.write_text("- 1\n- 2\n")

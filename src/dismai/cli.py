@@ -210,7 +210,8 @@ def train(
     dataset: str = typer.Option(..., "--dataset",
                                 help="registered dataset name, or an .extxyz file"),
     preset: str = typer.Option("paper", "--preset",
-                               help="named config: paper (published) or quick (smoke)"),
+                               help="named config: paper (published), quick (smoke), cpu (learning "
+                                    "check on a-si-64), demo (DiffCSP's 5-minute first run)"),
     config: Path = typer.Option(None, "--config", help="YAML file of keys overriding the preset"),
     out: Path = typer.Option(None, "--out",
                              help="run directory (default runs/MODEL-DATASET-PRESET)"),
@@ -263,7 +264,8 @@ def bench(
     model: str = typer.Argument(..., help=f"model name ({_model_names(trainable=True)})"),
     dataset: str = typer.Option(..., "--dataset", help="registered dataset name"),
     preset: str = typer.Option("quick", "--preset",
-                               help="quick (default: minutes on a CPU) or paper"),
+                               help="quick (smoke), cpu (learning check on a-si-64), demo "
+                                    "(DiffCSP's 5-minute first run) or paper"),
     config: Path = typer.Option(None, "--config", help="YAML file overriding the preset"),
     n: int = typer.Option(1000, "--n", help="structures to generate and evaluate"),
     out: Path = typer.Option(None, "--out",

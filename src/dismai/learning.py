@@ -34,7 +34,11 @@ class GateResult:
 
     def summary(self) -> str:
         bad = [k for k, c in self.checks.items() if not c["passed"]]
-        return "passed" if self.passed else f"failed on {', '.join(bad)}"
+        good = [k for k, c in self.checks.items() if c["passed"]]
+        if self.passed:
+            return "passed"
+        return f"failed on {', '.join(bad)}" + (f" (beats random on {', '.join(good)})"
+                                                 if good else "")
 
 
 def _metrics(ev, where: str) -> dict:

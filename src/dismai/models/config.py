@@ -111,6 +111,14 @@ def _check_type(key: str, value, hint, source: str):
             raise ConfigError(f"{where} must be an integer, got {value!r}")
         return value
     if hint is float:
+        if isinstance(value, str):  # YAML 1.1 reads 5e-3 (no dot) as a string
+            text = value
+            try:
+                value = float(text)
+            except ValueError:
+                value = None
+            if value is None or value != value or abs(value) == float("inf"):
+                raise ConfigError(f"{where} must be a number, got {text!r}") from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where} must be a number, got {value!r}")
         return float(value)
