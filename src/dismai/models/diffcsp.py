@@ -216,8 +216,9 @@ def pair_blocks(n_atoms: int, max_blocks: int = 8, min_block: int = 16) -> int:
 
     With nb blocks the pair products cost (nb + 1) / (2 nb) of the full square (0.56 at 8);
     N = 256 and 264 both split into 8.  Smaller blocks save FLOPs but cost more, smaller
-    ops: at N = 64 (a-si-64, hidden 64, batch 16, 2 threads) 4 blocks of 16 train 7 % faster
-    than 8 blocks of 8.  A prime N, or N < 2 min_block: one block.
+    ops: at N = 64 (a-si-64, hidden 64, batch 16, 2 threads) a training step with 4 blocks of
+    16 takes 0.88-0.96 of the time with 8 blocks of 8 (benchmarks/diffcsp_cpu_layout.py).
+    A prime N, or N < 2 min_block: one block.
     """
     for nb in range(min(max_blocks, n_atoms // min_block), 1, -1):
         if n_atoms % nb == 0:
