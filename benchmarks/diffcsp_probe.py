@@ -74,32 +74,14 @@ def main(argv=None) -> int:
         print(f"  {name}: " + ", ".join(cells))
 
     def denoise_from(t0: int, n: int, seed: int = 1):
-        """The model's predictor-corrector loop (same maths as DiffCSP._sample_batch)
-        started at step t0 from noised training structures (t0 = T: from uniform)."""
-        g = torch.Generator().manual_seed(seed)
-        x0 = torch.as_tensor(ds.train.wrapped().frac[100:100 + n])
+        """The model's own sampler started at step t0 from noised training structures
+        (t0 = T: from uniform, as DiffCSP.sample)."""
+        x0 = ds.train.wrapped().frac[100:100 + n]
+        rng = np.random.default_rng(seed)
         if t0 >= cfg.timesteps:
-            x = torch.rand(x0.shape, generator=g, dtype=torch.float64)
-        else:
-            x = (x0 + sig_tab[t0] * torch.randn(x0.shape, generator=g,
-                                                dtype=torch.float64)) % 1.0
-        with torch.no_grad():
-            for t in range(t0, 0, -1):
-                tt = torch.full((n,), t, dtype=torch.long)
-                sig, sig_prev, rlam = sig_tab[t], sig_tab[t - 1], math.sqrt(lam_tab[t])
-
-                def noise(t=t, shape=x0.shape):
-                    if t == 1:
-                        return 0.0
-                    return torch.randn(shape, generator=g, dtype=torch.float64)
-
-                step = cfg.step_lr * (sig / cfg.sigma_begin) ** 2
-                x = x - step * rlam * model.denoise(x, tt) + math.sqrt(2 * step) * noise()
-                adj = sig ** 2 - sig_prev ** 2
-                x = x - adj * rlam * model.denoise(x, tt) \
-                    + math.sqrt(sig_prev ** 2 * adj / sig ** 2) * noise()
-                x = x % 1.0
-        return ds.train[:n].with_frac(x.numpy())
+            return model.sample(n, seed=seed)
+        x = (x0 + sig_tab[t0] * rng.standard_normal(x0.shape)) % 1.0
+        return ds.train[:n].with_frac(model.denoise_from(x, t0, seed=seed))
 
     print(f"\nd_angle against training structures, n = {args.n}:")
     rng = np.random.default_rng(0)

@@ -29,16 +29,17 @@ def _cell(entry) -> str:
 
 def _table(res: dict) -> list[str]:
     model, base = res["result"], res["baselines"].get("random")
+    if isinstance(base, str):  # the baseline failed: its cells stay empty
+        base = None
     raw = model.header.get("metrics_as_generated") or {}
-    base_raw = {} if isinstance(base, str) or base is None else \
-        base.header.get("metrics_as_generated") or {}
+    base_raw = {} if base is None else base.header.get("metrics_as_generated") or {}
     floor = model.noise_floor or {}
     lines = ["| metric | model | random | noise floor (val vs train) |", "|---|---|---|---|"]
     for name in ("d_motif", "d_rdf", "d_angle"):
         lines.append(f"| {name}, as generated | {_cell(raw.get(name))} | "
                      f"{_cell(base_raw.get(name))} | {_cell(floor.get(name))} |")
     for name in ("d_motif", "d_rdf", "d_angle", "mean_relax_steps", "pct_failed"):
-        b = None if isinstance(base, str) or base is None else base.metrics.get(name)
+        b = None if base is None else base.metrics.get(name)
         lines.append(f"| {name}, relaxed | {_cell(model.metrics.get(name))} | {_cell(b)} | "
                      f"{_cell(floor.get(name))} |")
     return lines
@@ -70,6 +71,7 @@ def main(argv=None) -> int:
         except DismaiError as exc:
             print(f"{name}: error: {exc}", file=sys.stderr)
             sections.append(f"## {name}\n\nerror: {exc}\n")
+            (Path(args.out) / name / SECTION).unlink(missing_ok=True)  # no stale result
             continue
         gate = res["gate"]
         wall = time.time() - w0

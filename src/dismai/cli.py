@@ -211,7 +211,7 @@ def train(
                                 help="registered dataset name, or an .extxyz file"),
     preset: str = typer.Option("paper", "--preset",
                                help="named config: paper (published), quick (smoke), cpu (learning "
-                                    "check on a-si-64), demo (DiffCSP's 5-minute first run)"),
+                                    "check on a-si-64), demo (DiffCSP's first run, 5-7 min)"),
     config: Path = typer.Option(None, "--config", help="YAML file of keys overriding the preset"),
     out: Path = typer.Option(None, "--out",
                              help="run directory (default runs/MODEL-DATASET-PRESET)"),
@@ -265,7 +265,7 @@ def bench(
     dataset: str = typer.Option(..., "--dataset", help="registered dataset name"),
     preset: str = typer.Option("quick", "--preset",
                                help="quick (smoke), cpu (learning check on a-si-64), demo "
-                                    "(DiffCSP's 5-minute first run) or paper"),
+                                    "(DiffCSP's first run, 5-7 min) or paper"),
     config: Path = typer.Option(None, "--config", help="YAML file overriding the preset"),
     n: int = typer.Option(1000, "--n", help="structures to generate and evaluate"),
     out: Path = typer.Option(None, "--out",

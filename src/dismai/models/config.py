@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import typing
 from importlib import resources
 from pathlib import Path
@@ -112,13 +113,13 @@ def _check_type(key: str, value, hint, source: str):
         return value
     if hint is float:
         if isinstance(value, str):  # YAML 1.1 reads 5e-3 (no dot) as a string
-            text = value
             try:
-                value = float(text)
+                number = float(value)
             except ValueError:
-                value = None
-            if value is None or value != value or abs(value) == float("inf"):
-                raise ConfigError(f"{where} must be a number, got {text!r}") from None
+                number = math.nan
+            if not math.isfinite(number):
+                raise ConfigError(f"{where} must be a number, got {value!r}")
+            value = number
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where} must be a number, got {value!r}")
         return float(value)

@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dismai.errors import InputError
 from dismai.models.base import TrainingDataError
 from dismai.models.config import ConfigError, TrainConfig, _non_negative, _positive
 from dismai.models.training import TrainableModel, select_device
@@ -687,12 +688,29 @@ class DiffCSP(TrainableModel):
             return frac
         return frac, {"generated_lattice": torch.cat(lats).numpy()}
 
-    def _sample_batch(self, b: int, g: torch.Generator):
+    @torch.no_grad()
+    def denoise_from(self, frac: np.ndarray, t_start: int, seed: int = 0) -> np.ndarray:
+        """Run the sampler from step t_start (1..T) on given (B, N, 3) fractional coordinates
+        instead of from the uniform prior: with noised training structures, this shows how
+        well the learnt score restores them at that noise level (benchmarks/diffcsp_probe.py).
+        One batch, coordinates only (no lattice diffusion)."""
+        if self.config.lattice_diffusion:
+            raise InputError("denoise_from needs cost_lattice 0 (no lattice diffusion)")
+        if not 1 <= t_start <= self.config.timesteps:
+            raise InputError(f"t_start must lie in 1..{self.config.timesteps}, got {t_start}")
+        x = torch.as_tensor(np.asarray(frac), dtype=torch.float64, device=self._dev)
+        g = torch.Generator().manual_seed(seed)
+        return self._sample_batch(len(x), g, x=x, t_start=t_start)[0].cpu().numpy()
+
+    def _sample_batch(self, b: int, g: torch.Generator, x: torch.Tensor | None = None,
+                      t_start: int | None = None):
+        """One predictor-corrector batch from the uniform prior at T (or from x at t_start)."""
         cfg, dev = self.config, self._dev
         sig_tab = self.schedule.sigmas.cpu().tolist()
         lam_tab = self.schedule.sigmas_norm.cpu().tolist()
         shape = (b, self.template.n_atoms, 3)
-        x = torch.rand(shape, generator=g, dtype=torch.float64).to(dev)
+        if x is None:
+            x = torch.rand(shape, generator=g, dtype=torch.float64).to(dev)
         lat = None
         if cfg.lattice_diffusion:  # L_T ~ N(0, I) (§D1.5)
             lat = torch.randn((b, 3, 3), generator=g, dtype=torch.float64).to(dev)
@@ -708,7 +726,7 @@ class DiffCSP(TrainableModel):
                 return self.denoise(x, tt), None
             return self.denoise(x, tt, lat.float())
 
-        for t in range(cfg.timesteps, 0, -1):
+        for t in range(t_start or cfg.timesteps, 0, -1):
             tt = torch.full((b,), t, dtype=torch.long, device=dev)
             sig, sig_prev, rlam = sig_tab[t], sig_tab[t - 1], math.sqrt(lam_tab[t])
             # corrector (Langevin) first, as coded (§D1.5 item 2); the lattice waits
