@@ -18,6 +18,7 @@ Factories: :func:`toy_structures` (a few atoms, a triclinic cell, three species 
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 from pathlib import Path
@@ -352,20 +353,28 @@ def rms_to_nearest(sample: StructureSet, reference: StructureSet,
 
 
 def check_memorisation(name: str, config: dict, pair: StructureSet, *, rms_tol: float,
-                       n_sample: int = 4, translate: bool = True) -> np.ndarray:
-    """Trained on two structures, the model's samples lie within `rms_tol` Å (RMS, see
-    :func:`rms_to_nearest`) of a training structure.  Returns the RMS values.
+                       n_sample: int = 4, min_fraction: float = 1.0, copies: int = 1,
+                       translate: bool = True) -> np.ndarray:
+    """Trained on two structures, at least `min_fraction` of the model's `n_sample` samples
+    lie within `rms_tol` Å (RMS, see :func:`rms_to_nearest`) of a training structure.
+    Returns the RMS values.
 
     A model that cannot memorise two structures has a bug in its loss, score, gradient or
-    periodic geometry; this check finds it in seconds instead of a failed benchmark.
+    periodic geometry; this check finds it in a minute instead of a failed benchmark.
+    `min_fraction` < 1 allows for the few samples a finite training budget leaves in a
+    spurious arrangement; the RMS of a random structure is ~2 Å on the toy cells.
+    `copies` repeats the pair in the training set, so one batch can hold both structures
+    at many noise levels (the data are unchanged).
     """
     from dismai.models import create_model
 
     assert len(pair) == 2, "check_memorisation trains on exactly two structures"
+    assert 0 < min_fraction <= 1, "min_fraction must lie in (0, 1]"
     m = create_model(name, config)
-    m.fit(pair)
+    m.fit(StructureSet(pair.lattice, pair.species, np.concatenate([pair.frac] * copies)))
     rms = rms_to_nearest(m.sample(n_sample, seed=0), pair, translate=translate)
-    assert (rms < rms_tol).all(), \
-        f"{name} did not memorise 2 structures: sample RMS {np.round(rms, 3).tolist()} Å " \
-        f"(tolerance {rms_tol} Å)"
+    need = math.ceil(min_fraction * n_sample - 1e-9)
+    assert (rms < rms_tol).sum() >= need, \
+        f"{name} did not memorise 2 structures: {(rms < rms_tol).sum()} of {n_sample} " \
+        f"samples within {rms_tol} Å (need {need}); RMS {np.round(np.sort(rms), 3).tolist()} Å"
     return rms
