@@ -94,7 +94,8 @@ def _module_name(path: Path) -> str:
 #: layers from the bottom: a module may import only from its own layer or lower ones
 LAYERS = [
     ["dismai.errors", "dismai.registry", "dismai.fileio", "dismai.progress"],
-    ["dismai.structures", "dismai.extxyz", "dismai.fcc", "dismai.interface_cell"],
+    ["dismai.structures", "dismai.extxyz", "dismai.readers", "dismai.fcc",
+     "dismai.interface_cell"],
     ["dismai.energy", "dismai.relax", "dismai.postprocess"],
     ["dismai.metrics", "dismai.evaluation", "dismai.learning"],
     ["dismai.datasets.alloy_recipe", "dismai.datasets.asi_recipe",

@@ -171,8 +171,13 @@ def datasets_export(
 @app.command("evaluate")
 @friendly
 def evaluate(
-    path: Path = typer.Argument(..., help="generated structures (.extxyz)"),
+    path: Path = typer.Argument(..., help="generated structures: .extxyz, .cif, a folder or "
+                                          ".zip of CIFs, POSCAR/.vasp (file or folder), "
+                                          "ASE .db, pymatgen .json"),
     dataset: str = typer.Option(..., "--dataset", help="dataset to compare against"),
+    fmt: str = typer.Option(None, "--format",
+                            help="input format (default: from the path): extxyz, cif, poscar, "
+                                 "ase-db, pymatgen-json"),
     n_generated: int = typer.Option(None, "--n-generated",
                                     help="number originally generated (denominator of % failed)"),
     out: Path = typer.Option(None, "--out", help="folder for metrics.json, CSV and plots"),
@@ -191,7 +196,7 @@ def evaluate(
     from dismai.workflows import evaluate_file
 
     ev = evaluate_file(path, dataset, n_generated=n_generated, out=out, progress=not quiet,
-                       lattice_match=lattice_match, relax=relax, workers=workers,
+                       format=fmt, lattice_match=lattice_match, relax=relax, workers=workers,
                        as_generated=as_generated)
     typer.echo(ev.table())
     raw = ev.header.get("metrics_as_generated")
@@ -208,7 +213,8 @@ def evaluate(
 def train(
     model: str = typer.Argument(..., help=f"model name ({_model_names()})"),
     dataset: str = typer.Option(..., "--dataset",
-                                help="registered dataset name, or an .extxyz file"),
+                                help="registered dataset name, or a structure file/folder "
+                                     "(any `evaluate` input format)"),
     preset: str = typer.Option("paper", "--preset",
                                help="named config: paper (published), quick (smoke), cpu (learning "
                                     "check on a-si-64), demo (DiffCSP's first run, 5-7 min)"),

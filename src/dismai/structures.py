@@ -190,13 +190,17 @@ class StructureSet:
         template: StructureSet | None = None,
         cell_atol: float = 1e-3,
         source: str = "input",
+        labels: Sequence[str] | None = None,
     ) -> StructureSet:
         """Build a set from ase.Atoms, validating that they share one template.
 
         Atoms are stably sorted into species blocks (the template's block order if a
         template is given, otherwise the order of first appearance in the first
-        structure).  Every problem is reported as one StructureError naming the
-        structure index and what is wrong.
+        structure).  A cell with the expected lengths and angles in another orientation
+        (rotated, as pymatgen's c-along-z convention against ASE's a-along-x, or mirrored)
+        is the same lattice: its own fractional coordinates are used.  Every problem is
+        reported as one StructureError naming the structure (``labels[i]``, e.g. its file,
+        or "source: structure i") and what is wrong.
         """
         atoms_list = list(atoms_list)
         if not atoms_list:
@@ -216,15 +220,13 @@ class StructureSet:
         frac = np.empty((len(atoms_list), n_atoms, 3))
         inv = np.linalg.inv(lattice)
         for i, at in enumerate(atoms_list):
-            where = f"{source}: structure {i}"
+            where = labels[i] if labels is not None else f"{source}: structure {i}"
             cell = np.asarray(at.cell.array, dtype=float)
             if cell.shape != (3, 3) or abs(np.linalg.det(cell)) < 1e-8:
                 raise StructureError(f"{where}: has no periodic cell")
-            if not np.allclose(cell, lattice, atol=cell_atol):
-                raise StructureError(
-                    f"{where}: cell {np.round(cell, 4).tolist()} differs from the expected "
-                    f"{np.round(lattice, 4).tolist()}"
-                )
+            same_matrix = np.allclose(cell, lattice, atol=cell_atol)
+            if not same_matrix:
+                _check_same_lattice(cell, lattice, cell_atol, where)
             syms = at.get_chemical_symbols()
             if len(syms) != n_atoms:
                 raise StructureError(
@@ -243,9 +245,42 @@ class StructureSet:
             if not np.all(np.isfinite(pos)):
                 raise StructureError(f"{where}: coordinates are NaN or inf")
             perm = sorted(range(n_atoms), key=lambda j: order[syms[j]])
-            frac[i] = pos[perm] @ inv
+            # the same lattice in another orientation: its own fractional coordinates
+            frac[i] = pos[perm] @ (inv if same_matrix else np.linalg.inv(cell))
         props = _collect_info(atoms_list)
         return cls(lattice, species, frac, props)
+
+
+def cell_parameters(cell: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(lengths a, b, c in Å, angles alpha, beta, gamma in degrees) of a (3, 3) cell."""
+    cell = np.asarray(cell, dtype=float)
+    lengths = np.linalg.norm(cell, axis=1)
+    angles = []
+    for i, j in ((1, 2), (0, 2), (0, 1)):
+        c = np.dot(cell[i], cell[j]) / (lengths[i] * lengths[j])
+        angles.append(np.degrees(np.arccos(np.clip(c, -1.0, 1.0))))
+    return lengths, np.array(angles)
+
+
+def _check_same_lattice(cell: np.ndarray, lattice: np.ndarray, atol: float, where: str):
+    """Refuse, in one line, a cell whose lengths or angles differ from the expected lattice's.
+
+    Equal lengths and angles mean the cell is the expected one rotated (or mirrored): every
+    interatomic distance, hence every metric, is the same on its fractional coordinates.
+    Lengths must agree within `atol` Å, angles within atol / (longest edge) radians, the
+    angular change a shift of `atol` at the far end of an edge makes.
+    """
+    la, aa = cell_parameters(cell)
+    lb, ab = cell_parameters(lattice)
+    angle_tol = np.degrees(atol / max(lb.max(), 1e-12))
+    if not np.allclose(la, lb, atol=atol):
+        raise StructureError(
+            f"{where}: cell lengths {np.round(la, 4).tolist()} Å differ from the expected "
+            f"{np.round(lb, 4).tolist()} Å")
+    if not np.allclose(aa, ab, atol=max(angle_tol, 1e-6)):
+        raise StructureError(
+            f"{where}: cell angles {np.round(aa, 3).tolist()}° differ from the expected "
+            f"{np.round(ab, 3).tolist()}°")
 
 
 def _collect_info(atoms_list: list) -> dict[str, np.ndarray]:

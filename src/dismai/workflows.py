@@ -24,15 +24,15 @@ def _dataset(dataset):
 
 # ------------------------------------------------------------------------------ data
 def load_training_data(dataset: str):
-    """(train, val, family name or None, Dataset or None) for a registered name or an
-    extxyz file."""
+    """(train, val, family name or None, Dataset or None) for a registered name or a
+    structure file or folder in any format of dismai.readers."""
     from dismai.datasets import dataset_names
 
     path = Path(dataset)
-    if dataset not in dataset_names() and path.suffix in (".extxyz", ".xyz"):
-        from dismai.extxyz import read_extxyz
+    if dataset not in dataset_names() and path.exists():
+        from dismai.readers import read_structures
 
-        return read_extxyz(path), None, None, None
+        return read_structures(path), None, None, None
     ds = _dataset(dataset)
     return ds.train, ds.val, ds.spec.family, ds
 
@@ -57,12 +57,13 @@ def evaluate(gen, dataset, n_generated: int | None = None, out=None, progress=Tr
 
 
 def evaluate_file(path, dataset, n_generated: int | None = None, out=None, progress=True,
-                  **options):
-    """Read an extxyz of generated structures and score it (dataset loaded once)."""
-    from dismai.extxyz import read_extxyz
+                  format: str | None = None, **options):
+    """Read generated structures (any format of dismai.readers; detected from the path
+    unless `format` is given) and score them (dataset loaded once)."""
+    from dismai.readers import read_structures
 
     ds = _dataset(dataset)
-    gen = read_extxyz(path, template=ds.template)
+    gen = read_structures(path, template=ds.template, format=format)
     return evaluate(gen, ds, n_generated=n_generated, out=out, progress=progress, **options)
 
 
