@@ -133,7 +133,7 @@ def test_presets_sized_for_one_family_refuse_others():
     cls = get_model_class("diffcsp")
     assert resolve_config("diffcsp", cls.Config, preset="cpu", family="a-si").timesteps == 50
     with pytest.raises(ConfigError, match="preset 'cpu' of diffcsp is sized for the a-si "
-                                          "family only, not alloy"):
+                                          "and disordered families only, not alloy"):
         resolve_config("diffcsp", cls.Config, preset="cpu", family="alloy")
 
 

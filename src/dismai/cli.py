@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from dismai.errors import DismaiError
+from dismai.errors import DismaiError, InputError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Generative models and benchmarks for large disordered materials.")
@@ -106,7 +106,8 @@ def datasets_list() -> None:
             man = json.loads(shipped_paths(name, where)["manifest"].read_text())
             size, split = str(man["n_structures"]), f"{man['n_train']}/{man['n_val']}"
             status = "preview" if man.get("preview") else "shipped" if where == \
-                shipped_paths(name)["data"].parent else f"built ({where})"
+                shipped_paths(name)["data"].parent else f"added ({where})" \
+                if man.get("added") else f"built ({where})"
         family = spec.family + (f" (small {spec.parent})" if spec.parent else "")
         comp = " ".join(f"{k}{v}" for k, v in spec.composition.items())
         table.add_row(name, family, size, split, str(spec.n_atoms), comp, status)
@@ -149,6 +150,91 @@ def datasets_build(
         console.print(f"wrote {paths['data']} (sha256 {man['sha256'][:16]}…, "
                       f"{man['n_train']} train / {man['n_val']} val); work files in "
                       f"{paths['work']}")
+
+
+def _species_list(text: str | None, what: str) -> list[str] | None:
+    if text is None:
+        return None
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise InputError(f"{what}: give species separated by commas, e.g. Li,Co")
+    return items
+
+
+def _oxidation_states(text: str | None) -> dict | None:
+    if text is None:
+        return None
+    out = {}
+    for item in text.split(","):
+        sym, sep, val = item.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            out[sym.strip()] = float(val)
+        except ValueError:
+            raise InputError(f"--oxidation-states: {item.strip()!r} is not SPECIES=CHARGE "
+                             "(e.g. Li=1,Cl=-1)") from None
+    return out
+
+
+@datasets_app.command("add")
+@friendly
+def datasets_add(
+    name: str = typer.Argument(..., help="name for the new dataset"),
+    train: Path = typer.Option(..., "--train", help="training structures (any evaluate "
+                                                     "input format)"),
+    val: Path = typer.Option(..., "--val", help="validation structures (the noise floor)"),
+    family: str = typer.Option("disordered", "--family",
+                               help="disordered (any system), or a-si when the files fit it"),
+    energy_model: str = typer.Option(None, "--energy-model",
+                                     help="relax generated structures with this potential "
+                                          "(sw-vink, chgnet, sevennet); default: score as "
+                                          "given"),
+    fmt: str = typer.Option(None, "--format", help="input format (default: from the paths)"),
+    centres: str = typer.Option(None, "--centres",
+                                help="disordered: species that get fingerprints, e.g. Li,Co "
+                                     "(default all)"),
+    nn_species: str = typer.Option(None, "--nn-species",
+                                   help="disordered: neighbour-species fraction columns, "
+                                        "e.g. Cl,O"),
+    oxidation_states: str = typer.Option(None, "--oxidation-states",
+                                         help="disordered: e.g. Li=1,Cl=-1 (only oppositely "
+                                              "charged neighbours count)"),
+    fmax: float = typer.Option(None, "--fmax", help="relaxation force target, eV/Å "
+                                                    "(default 0.05)"),
+    max_steps: int = typer.Option(None, "--max-steps", help="relaxation step limit "
+                                                            "(default 1000)"),
+    optimizer: str = typer.Option(None, "--optimizer",
+                                  help="relaxation optimizer (default lammps-cg for sw-vink, "
+                                       "else fire)"),
+    workers: int = typer.Option(None, "--workers", help="processes (default: all cores)"),
+) -> None:
+    """Register your own dataset: validate the files, store them in the user data folder and
+    compute its reference statistics and noise floor; then evaluate/train/bench use it."""
+    from dismai.workflows import add_dataset
+
+    fingerprint = {k: v for k, v in (("centres", _species_list(centres, "--centres")),
+                                     ("nn_species", _species_list(nn_species, "--nn-species")),
+                                     ("oxidation_states", _oxidation_states(oxidation_states)))
+                   if v is not None}
+    relax = {k: v for k, v in (("fmax", fmax), ("max_steps", max_steps),
+                               ("optimizer", optimizer)) if v is not None}
+    paths = add_dataset(name, train, val, family=family, energy_model=energy_model,
+                        format=fmt, fingerprint=fingerprint or None, relax=relax or None,
+                        n_workers=workers)
+    man = json.loads(paths["manifest"].read_text())
+    console.print(f"added {name} ({man['family']}, {man['n_train']} train / {man['n_val']} "
+                  f"val, {man['n_atoms']} atoms) -> {paths['manifest'].parent}")
+
+
+@datasets_app.command("remove")
+@friendly
+def datasets_remove(name: str = typer.Argument(..., help="an added dataset")) -> None:
+    """Delete a dataset added with `dismai datasets add` (shipped ones cannot be removed)."""
+    from dismai.workflows import remove_dataset
+
+    remove_dataset(name)
+    console.print(f"removed {name}")
 
 
 @datasets_app.command("export")

@@ -13,7 +13,8 @@ from pathlib import Path
 from dismai.errors import CheckpointError, InputError
 
 __all__ = ["load_training_data", "train", "sample", "evaluate_file", "evaluate",
-           "build", "bench", "bench_rows", "model_eval_options"]
+           "build", "add_dataset", "remove_dataset", "bench", "bench_rows",
+           "model_eval_options"]
 
 
 def _dataset(dataset):
@@ -44,6 +45,20 @@ def build(name: str, seed: int | None = None, out=None, work_dir=None,
 
     return build_dataset(name, seed=seed, out_dir=out, work_dir=work_dir, n_workers=n_workers,
                          progress=progress, **overrides)
+
+
+def add_dataset(name: str, train, val, **options) -> dict[str, Path]:
+    """Register your own dataset from files; see dismai.datasets.user.add_dataset."""
+    from dismai.datasets.user import add_dataset as add
+
+    return add(name, train, val, **options)
+
+
+def remove_dataset(name: str) -> list[Path]:
+    """Delete an added dataset's files."""
+    from dismai.datasets.user import remove_dataset as remove
+
+    return remove(name)
 
 
 # ------------------------------------------------------------------------------ evaluate

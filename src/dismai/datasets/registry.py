@@ -32,7 +32,7 @@ from dismai.structures import StructureSet
 
 __all__ = ["DATA_DIR", "Dataset", "DatasetSpec", "DatasetError", "dataset_specs",
            "dataset_names", "get_spec", "load", "is_built", "find_data_dir", "shipped_paths",
-           "user_data_dir", "user_cache_dir", "sha256_file"]
+           "user_data_dir", "user_cache_dir", "sha256_file", "added_specs"]
 
 DATA_DIR = Path(str(resources.files("dismai.datasets") / "data"))
 REQUIRED_FILES = ("data", "manifest", "reference")
@@ -59,8 +59,33 @@ def user_cache_dir() -> Path:
 
 
 def dataset_specs() -> dict[str, DatasetSpec]:
-    """name -> spec of every dataset of every registered family."""
-    return {s.name: s for fam in all_families() for s in fam.datasets()}
+    """name -> spec of every dataset of every registered family, then of every dataset
+    added to the user data folder (`dismai datasets add`; a shipped name always wins)."""
+    specs = {s.name: s for fam in all_families() for s in fam.datasets()}
+    for name, spec in added_specs().items():
+        specs.setdefault(name, spec)
+    return specs
+
+
+def added_specs() -> dict[str, DatasetSpec]:
+    """Specs of the added datasets in the user data folder (manifests with "added")."""
+    from dismai.datasets.user import added_spec
+
+    folder = user_data_dir()
+    out = {}
+    if not folder.is_dir():
+        return out
+    for p in sorted(folder.glob("*.json")):
+        if p.name.endswith(".reference.json"):
+            continue
+        try:
+            manifest = json.loads(p.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(manifest, dict) and manifest.get("added") \
+                and manifest.get("name") == p.stem:
+            out[p.stem] = added_spec(manifest)
+    return out
 
 
 def dataset_names() -> list[str]:
@@ -162,8 +187,17 @@ class Dataset:
     def arrays(self) -> dict[str, np.ndarray]:
         return {k: np.load(self.paths[k], allow_pickle=False) for k in self.array_keys}
 
+    @property
+    def is_added(self) -> bool:
+        """Added from user files (`dismai datasets add`), not built by a recipe."""
+        return bool(self.manifest.get("added"))
+
     @cached_property
     def all(self) -> StructureSet:
+        if self.is_added:
+            from dismai.datasets.user import added_structures
+
+            return added_structures(self.raw, self.arrays, self.manifest)
         return self.family.structures(self.raw, self.arrays, self.manifest)
 
     @property

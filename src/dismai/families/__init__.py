@@ -18,6 +18,7 @@ FAMILIES = Registry("dataset family")
 FAMILIES.register("alloy", "dismai.families.alloy:FAMILY")
 FAMILIES.register("a-si", "dismai.families.asi:FAMILY")
 FAMILIES.register("interface", "dismai.families.interface:FAMILY")
+FAMILIES.register("disordered", "dismai.families.disordered:FAMILY")
 
 
 def get_family(name: str) -> DatasetFamily:

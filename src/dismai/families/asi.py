@@ -116,7 +116,25 @@ class ASiFamily(RelaxedFamily):
             statistics={"train": asi_statistics(train), "val": asi_statistics(val)},
             arrays={"energy": result.energy}, info=info)
 
+    accepts_added = True
+
+    def check_fits(self, structures) -> None:
+        """An added a-Si dataset: silicon only (any cell, any number of atoms)."""
+        from dismai.errors import DatasetError
+
+        if set(structures.species) != {"Si"}:
+            raise DatasetError(f"the a-si family needs Si-only structures, got "
+                               f"{structures.formula}; use --family disordered")
+
+    def added_reference(self, train, val, *, options, n_workers) -> dict:
+        from dismai.metrics.asi.reference import build_reference
+
+        return build_reference(train, val, n_workers=n_workers or 1)
+
     def relax_settings(self, dataset) -> dict:
+        if dataset.manifest.get("relax"):  # an added dataset names its own settings
+            relax = dataset.manifest["relax"]
+            return {k: relax[k] for k in ("model", "fmax", "max_steps", "optimizer")}
         recipe = dataset.manifest["recipe"]
         return {"model": "sw-vink", "fmax": recipe["relax_fmax"],
                 "max_steps": recipe["relax_steps"], "optimizer": "lammps-cg"}

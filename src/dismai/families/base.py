@@ -99,6 +99,7 @@ class DatasetFamily:
       relaxes        generated structures are relaxed before scoring
       storage        how NAME.npy stores the structures (written into the manifest)
       recipe_version bumped when the recipe changes its output for a given seed
+      accepts_added  `dismai datasets add` may register user files under this family
     """
 
     name: ClassVar[str] = ""
@@ -109,6 +110,7 @@ class DatasetFamily:
     relaxes: ClassVar[bool] = False
     storage: ClassVar[str] = ""
     recipe_version: ClassVar[int] = 1
+    accepts_added: ClassVar[bool] = False
 
     # ------------------------------------------------------------------ datasets
     def datasets(self) -> list[DatasetSpec]:
@@ -124,6 +126,18 @@ class DatasetFamily:
               progress) -> BuildResult:
         """Run the recipe (resumable in work_dir) and compute reference and statistics."""
         raise NotImplementedError
+
+    # ------------------------------------------------------------------ added datasets
+    def check_fits(self, structures: StructureSet) -> None:
+        """One-line DatasetError unless user structures fit this family's definitions."""
+        raise DatasetError(f"the {self.name} family does not take added datasets; "
+                           "use --family disordered")
+
+    def added_reference(self, train: StructureSet, val: StructureSet, *, options: dict,
+                        n_workers) -> dict:
+        """The reference statistics and noise floor of an added dataset (no header)."""
+        raise DatasetError(f"the {self.name} family does not take added datasets; "
+                           "use --family disordered")
 
     # ------------------------------------------------------------------ evaluation
     def check_options(self, options: dict) -> dict:

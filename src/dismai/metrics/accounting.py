@@ -17,7 +17,8 @@ from dismai.metrics.bootstrap import no_ci, pivotal_bootstrap_of_mean
 from dismai.structures import StructureSet
 
 __all__ = ["pct_failed", "pct_failed_metric", "relax_steps", "relax_accounting",
-           "mean_relax_steps_metric", "checked_features", "energies_per_atom"]
+           "mean_relax_steps_metric", "checked_features", "energies_per_atom",
+           "survivor_metrics", "delta_energy_mev"]
 
 
 def pct_failed(n_final: int, n_generated: int) -> float:
@@ -120,3 +121,22 @@ def mean_relax_steps_metric(steps, conv, **boot) -> dict:
     """Mean relaxation steps of the converged structures with its pivotal interval."""
     ok = steps[conv & np.isfinite(steps)]
     return pivotal_bootstrap_of_mean(ok[:, None], lambda mean: mean[..., 0], **boot).as_dict()
+
+
+def survivor_metrics(gen: StructureSet, relax_results, n_generated: int | None,
+                     n_failed_postprocess: int, **boot) -> tuple[dict, object, int, int]:
+    """({"pct_failed", and "mean_relax_steps" when relaxed}, relax steps or None, number of
+    failed relaxations, n_generated) for the relaxed-structure families."""
+    steps, conv, n_relax_failed, n_gen = relax_accounting(gen, relax_results, n_generated,
+                                                          n_failed_postprocess)
+    metrics = {"pct_failed": pct_failed_metric(len(gen), n_gen)}
+    if steps is not None:
+        metrics["mean_relax_steps"] = mean_relax_steps_metric(steps, conv, **boot)
+    return metrics, steps, n_relax_failed, n_gen
+
+
+def delta_energy_mev(energy: np.ndarray | None, reference: dict) -> np.ndarray | None:
+    """E - mean(E_train) in meV/atom (a-Si §6.3), None without energies."""
+    if energy is None or reference.get("train_mean_energy_per_atom") is None:
+        return None
+    return (energy - float(reference["train_mean_energy_per_atom"])) * 1000.0

@@ -635,6 +635,7 @@ def structure_fingerprints(lattice: np.ndarray, frac: np.ndarray, species: Seque
                            fingerprinter: CrystalNNFingerprinter | None = None, *,
                            oxidation_states: dict[str, float] | None = None,
                            angle_settings: CrystalNNSettings | None = None,
+                           angle_partners: bool = False,
                            ) -> tuple[np.ndarray, list | None, int]:
     """Fingerprints (and optionally bond angles) of the ``centres`` of one structure.
 
@@ -647,7 +648,9 @@ def structure_fingerprints(lattice: np.ndarray, frac: np.ndarray, species: Seque
     cation indices as centres.
 
     Returns (fingerprints (len(centres), n_features), per-centre angle arrays or None,
-    number of centres that needed the per-site pymatgen Voronoi fallback).
+    number of centres that needed the per-site pymatgen Voronoi fallback).  With
+    ``angle_partners`` each per-centre entry is (angles, atom a, atom b): the structure
+    indices of the two neighbours spanning each angle (for per-species-triplet angles).
     """
     frac = np.asarray(frac, dtype=np.float64)
     species = list(species)
@@ -665,8 +668,13 @@ def structure_fingerprints(lattice: np.ndarray, frac: np.ndarray, species: Seque
         fp.site_fingerprint(cell, crystalnn_nn_data(cell, i, table, fp.settings), table,
                             out=fps[r])
         if angles is not None:
-            angles.append(bond_angles(cell, most_probable_neighbours(
-                crystalnn_nn_data(cell, i, table, angle_settings))))
+            faces = most_probable_neighbours(crystalnn_nn_data(cell, i, table, angle_settings))
+            a = bond_angles(cell, faces)
+            if angle_partners:
+                p, q = np.triu_indices(len(faces), 1)  # bond_angles' pair order
+                nbr = cell.nbr_index[np.asarray(faces, dtype=np.int64)]
+                a = (a, nbr[p], nbr[q])
+            angles.append(a)
     return fps, angles, len(redo)
 
 

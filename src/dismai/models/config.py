@@ -215,8 +215,10 @@ def preset_layers(model: str, preset: str, family: str | None) -> list[tuple[str
                 f"{', '.join(FAMILIES.names())}"
             )
     if only is not None and family is not None and family not in only:
-        raise ConfigError(f"preset {preset!r} of {model} is sized for the {', '.join(only)} "
-                          f"family only, not {family}; use another preset")
+        which = f"the {only[0]} family" if len(only) == 1 else \
+            f"the {', '.join(only[:-1])} and {only[-1]} families"
+        raise ConfigError(f"preset {preset!r} of {model} is sized for {which} only, not "
+                          f"{family}; use another preset")
     layers = [(f"preset {preset} (defaults)", data.get("defaults") or {})]
     if family is not None and family in data:
         layers.append((f"preset {preset} ({family})", data[family] or {}))

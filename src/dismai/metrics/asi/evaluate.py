@@ -27,10 +27,9 @@ import numpy as np
 from dismai.errors import DatasetError
 from dismai.metrics.accounting import (
     checked_features,
+    delta_energy_mev,
     energies_per_atom,
-    mean_relax_steps_metric,
-    pct_failed_metric,
-    relax_accounting,
+    survivor_metrics,
 )
 from dismai.metrics.asi.angles import ANGLE_CENTRES, d_angle
 from dismai.metrics.asi.features import ASiFeatures, compute_features
@@ -135,17 +134,13 @@ def evaluate(gen: StructureSet, reference: dict, n_generated: int | None = None,
         n_workers = workers
     m = len(gen)
     feats = checked_features(gen, features, compute_features, n_workers)
-    steps, conv, n_relax_failed, n_gen = relax_accounting(gen, relax_results, n_generated,
-                                                          n_failed_postprocess)
     boot = {"n_reps": n_reps, "conf_level": conf_level, "seed": seed}
+    survival, steps, n_relax_failed, n_gen = survivor_metrics(gen, relax_results, n_generated,
+                                                              n_failed_postprocess, **boot)
     metrics, rdf_band, ang_band, motifs = metrics_from_features(feats, reference, **boot)
-    metrics["pct_failed"] = pct_failed_metric(m, n_gen)
-    if steps is not None:
-        metrics["mean_relax_steps"] = mean_relax_steps_metric(steps, conv, **boot)
+    metrics.update(survival)
     energy = energies_per_atom(gen)
-    delta = None
-    if energy is not None and reference.get("train_mean_energy_per_atom") is not None:
-        delta = (energy - float(reference["train_mean_energy_per_atom"])) * 1000.0  # §6.3
+    delta = delta_energy_mev(energy, reference)  # §6.3
     extra = {
         "n_failed_postprocess": int(n_failed_postprocess),
         "n_failed_relax": n_relax_failed,

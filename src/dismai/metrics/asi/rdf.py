@@ -41,8 +41,10 @@ def _normalise(hist: np.ndarray, n: int, volume: float) -> np.ndarray:
     return hist / rho / (shell_volumes() * float(n))
 
 
-def pair_distances(lattice: np.ndarray, frac: np.ndarray, r_max: float = R_MAX) -> np.ndarray:
-    """All ordered-pair distances <= r_max between atoms and periodic images (no self pair)."""
+def pair_distances(lattice: np.ndarray, frac: np.ndarray, r_max: float = R_MAX,
+                   return_atoms: bool = False):
+    """All ordered-pair distances <= r_max between atoms and periodic images (no self pair);
+    with ``return_atoms`` also the (i, j) atom indices of each pair (for partial g(r))."""
     lattice = np.asarray(lattice, dtype=np.float64)
     f = np.asarray(frac, dtype=np.float64) % 1.0
     n = len(f)
@@ -61,7 +63,8 @@ def pair_distances(lattice: np.ndarray, frac: np.ndarray, r_max: float = R_MAX) 
     drop = is_self_shift[j] & (img_atom[j] == i)  # the atom itself
     i, j = i[~drop], j[~drop]
     d = img[j] - root[i]
-    return np.sqrt(d[:, 0] * d[:, 0] + d[:, 1] * d[:, 1] + d[:, 2] * d[:, 2])
+    dist = np.sqrt(d[:, 0] * d[:, 0] + d[:, 1] * d[:, 1] + d[:, 2] * d[:, 2])
+    return (dist, i, img_atom[j]) if return_atoms else dist
 
 
 def rdf(lattice: np.ndarray, frac: np.ndarray) -> np.ndarray:

@@ -37,6 +37,7 @@ __all__ = [
     "plot_angles",
     "plot_motifs",
     "plot_energy_histogram",
+    "train_delta_mev",
     "write_outputs",
 ]
 
@@ -125,6 +126,15 @@ def plot_motifs(ev: ASiEvaluation, path) -> None:
     _save_png(fig, path)
 
 
+def train_delta_mev(reference: dict) -> np.ndarray | None:
+    """The training energies relative to their mean, meV/atom (None without energies)."""
+    train_e = reference.get("train_energy_per_atom")
+    if train_e is None:
+        return None
+    return (np.asarray(train_e, dtype=np.float64)
+            - reference["train_mean_energy_per_atom"]) * 1000.0
+
+
 def plot_energy_histogram(train_delta_mev, gen_delta_mev, path) -> None:
     """ΔE = E - mean(E_train) in meV/atom, % per 5 meV bin on -50...100 (§6.3)."""
     plot_histograms(path, ENERGY_BIN_EDGES, train_delta_mev, gen_delta_mev,
@@ -147,11 +157,7 @@ def write_outputs(ev: ASiEvaluation, reference: dict, out_dir) -> dict[str, Path
     plot_motifs(ev, paths["motifs"])
     if ev.delta_energy_mev is not None:
         paths["energy"] = out / "energy_histogram.png"
-        train_e = reference.get("train_energy_per_atom")
-        train_delta = None if train_e is None else (
-            (np.asarray(train_e, dtype=np.float64) - reference["train_mean_energy_per_atom"])
-            * 1000.0)
-        plot_energy_histogram(train_delta, ev.delta_energy_mev, paths["energy"])
+        plot_energy_histogram(train_delta_mev(reference), ev.delta_energy_mev, paths["energy"])
     write_text(paths["csv"], per_structure_csv(ev, reference))
     buf = io.BytesIO()
     np.savez_compressed(buf, rdf=ev.features.rdf, rdf_r=RDF_R,
