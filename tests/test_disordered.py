@@ -130,7 +130,7 @@ def test_add_refuses_bad_input_and_leaves_nothing(user_dir, monkeypatch):
         add_dataset("a-si", s[:3], s[3:])
     with pytest.raises(InputError, match="dataset name"):
         add_dataset("../evil", s[:3], s[3:])
-    with pytest.raises(DatasetError, match="the alloy family does not take added datasets"):
+    with pytest.raises(DatasetError, match="alloy family needs 256 Fe/Ni/Cr atoms"):
         add_dataset("x", s[:3], s[3:], family="alloy")
     with pytest.raises(DatasetError, match="a-si family needs Si-only"):
         add_dataset("x", s[:3], s[3:], family="a-si")

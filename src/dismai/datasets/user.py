@@ -125,7 +125,9 @@ def add_dataset(name: str, train, val, *, family: str = "disordered",
     if len(tr) < 2 or len(va) < 2:
         raise InputError(f"need at least 2 train and 2 val structures, got {len(tr)} and "
                          f"{len(va)}")
-    fam.check_fits(tr)
+    tr = fam.fit(tr)
+    energy_model = energy_model or fam.default_energy_model
+    va = StructureSet(tr.lattice, va.species, va.frac, va.properties)  # same cell as train
     relax_cfg = None
     if energy_model is not None:
         from dismai.energy.base import get_energy_model

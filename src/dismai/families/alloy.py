@@ -83,6 +83,34 @@ class AlloyFamily(DatasetFamily):
                         "all": alloy_statistics(data)},
             info=result.info)
 
+    accepts_added = True
+
+    def fit(self, structures):
+        """An added alloy dataset (e.g. the published files): Fe/Ni/Cr on the 256-site
+        4x4x4 FCC cell of edge 14.4 Å in any orientation, every site occupied (checked
+        when the reference is built); returned on the canonical cell."""
+        from dismai.errors import DatasetError
+        from dismai.fcc import CELL_LENGTH, N_SITES, lattice_matrix
+        from dismai.structures import StructureSet, cell_parameters
+
+        extra = sorted(set(structures.species) - {"Fe", "Ni", "Cr"})
+        if extra or structures.n_atoms != N_SITES:
+            raise DatasetError(f"the alloy family needs {N_SITES} Fe/Ni/Cr atoms, got "
+                               f"{structures.formula}; use --family disordered")
+        lengths, angles = cell_parameters(structures.lattice)
+        if not (np.allclose(lengths, CELL_LENGTH, atol=1e-3) and np.allclose(angles, 90.0,
+                                                                             atol=1e-2)):
+            raise DatasetError(f"the alloy family needs the {CELL_LENGTH} Å cubic cell, got "
+                               f"lengths {np.round(lengths, 4).tolist()} Å, angles "
+                               f"{np.round(angles, 3).tolist()}°; use --family disordered")
+        return StructureSet(lattice_matrix(), structures.species, structures.frac,
+                            structures.properties)
+
+    def added_reference(self, train, val, *, options, n_workers) -> dict:
+        from dismai.metrics.alloy.reference import build_reference
+
+        return build_reference(train, val)
+
     def evaluate(self, gen, dataset, n_generated, *, out_dir=None, progress=True,
                  lattice_match="auto", self_exclusion=False, workers=None) -> Evaluation:
         import os

@@ -117,14 +117,16 @@ class ASiFamily(RelaxedFamily):
             arrays={"energy": result.energy}, info=info)
 
     accepts_added = True
+    default_energy_model = "sw-vink"
 
-    def check_fits(self, structures) -> None:
+    def fit(self, structures):
         """An added a-Si dataset: silicon only (any cell, any number of atoms)."""
         from dismai.errors import DatasetError
 
         if set(structures.species) != {"Si"}:
             raise DatasetError(f"the a-si family needs Si-only structures, got "
                                f"{structures.formula}; use --family disordered")
+        return structures
 
     def added_reference(self, train, val, *, options, n_workers) -> dict:
         from dismai.metrics.asi.reference import build_reference
@@ -132,9 +134,6 @@ class ASiFamily(RelaxedFamily):
         return build_reference(train, val, n_workers=n_workers or 1)
 
     def relax_settings(self, dataset) -> dict:
-        if dataset.manifest.get("relax"):  # an added dataset names its own settings
-            relax = dataset.manifest["relax"]
-            return {k: relax[k] for k in ("model", "fmax", "max_steps", "optimizer")}
         recipe = dataset.manifest["recipe"]
         return {"model": "sw-vink", "fmax": recipe["relax_fmax"],
                 "max_steps": recipe["relax_steps"], "optimizer": "lammps-cg"}

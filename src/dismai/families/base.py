@@ -100,6 +100,7 @@ class DatasetFamily:
       storage        how NAME.npy stores the structures (written into the manifest)
       recipe_version bumped when the recipe changes its output for a given seed
       accepts_added  `dismai datasets add` may register user files under this family
+      default_energy_model  the potential of an added dataset when none is named
     """
 
     name: ClassVar[str] = ""
@@ -111,6 +112,8 @@ class DatasetFamily:
     storage: ClassVar[str] = ""
     recipe_version: ClassVar[int] = 1
     accepts_added: ClassVar[bool] = False
+    #: the potential an added dataset of this family relaxes with unless told otherwise
+    default_energy_model: ClassVar[str | None] = None
 
     # ------------------------------------------------------------------ datasets
     def datasets(self) -> list[DatasetSpec]:
@@ -128,8 +131,9 @@ class DatasetFamily:
         raise NotImplementedError
 
     # ------------------------------------------------------------------ added datasets
-    def check_fits(self, structures: StructureSet) -> None:
-        """One-line DatasetError unless user structures fit this family's definitions."""
+    def fit(self, structures: StructureSet) -> StructureSet:
+        """User structures on this family's canonical cell (same fractional coordinates);
+        one-line DatasetError unless they fit the family's definitions."""
         raise DatasetError(f"the {self.name} family does not take added datasets; "
                            "use --family disordered")
 

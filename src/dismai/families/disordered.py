@@ -11,7 +11,7 @@ equal the interface family's (tests/test_disordered.py).
 
 from __future__ import annotations
 
-from dismai.errors import DatasetError, InputError
+from dismai.errors import DatasetError
 from dismai.families.relaxed import RelaxedFamily
 
 __all__ = ["FAMILY", "DisorderedFamily"]
@@ -43,8 +43,9 @@ class DisorderedFamily(RelaxedFamily):
         raise DatasetError(f"{spec.name!r} is an added dataset, not built by a recipe; "
                            "re-add it with `dismai datasets add`")
 
-    def check_fits(self, structures) -> None:
+    def fit(self, structures):
         """Any fixed cell and composition fits (StructureSet already guarantees both)."""
+        return structures
 
     def added_reference(self, train, val, *, options: dict, n_workers) -> dict:
         from dismai.metrics.disordered.evaluate import build_reference
@@ -53,15 +54,6 @@ class DisorderedFamily(RelaxedFamily):
         settings = DisorderedSettings.from_dict(options.get("fingerprint"))
         settings.check(train.species)
         return build_reference(train, val, settings, n_workers=n_workers)
-
-    def relax_settings(self, dataset) -> dict:
-        relax = dataset.manifest.get("relax")
-        if not relax:
-            raise InputError(f"dataset {dataset.name!r} names no energy model, so generated "
-                             "structures cannot be relaxed; evaluate with --no-relax, or "
-                             "re-add it with --energy-model")
-        return {"model": relax["model"], "fmax": relax["fmax"],
-                "max_steps": relax["max_steps"], "optimizer": relax["optimizer"]}
 
     def evaluate(self, gen, dataset, n_generated, *, relax=None, **kwargs):
         if relax is None:

@@ -91,6 +91,42 @@ class InterfaceFamily(RelaxedFamily):
             arrays={"energy": np.asarray(s.properties["energy_per_atom"], dtype=np.float64)},
             info={**result.info, "e_ref_eV_per_atom": result.e_ref})
 
+    accepts_added = True
+    default_energy_model = "chgnet"
+
+    def fit(self, structures):
+        """An added interface dataset (e.g. the published files): the 264-atom
+        Li72 Sc12 Co36 Cl72 O72 composition on the in-plane cell a = 12.470 Å,
+        b = 17.200 Å, γ = 75.667° with c perpendicular (any c, any orientation); returned
+        on the canonical cell (a along x, c along z)."""
+        from dismai.errors import DatasetError
+        from dismai.interface_cell import (
+            CELL_A,
+            CELL_B,
+            CELL_GAMMA_DEG,
+            COMPOSITION,
+            cell_lattice,
+        )
+        from dismai.structures import StructureSet, cell_parameters
+
+        if structures.composition != COMPOSITION:  # dict equality: block order is free
+            raise DatasetError(f"the interface family needs {COMPOSITION}, got "
+                               f"{structures.composition}; use --family disordered")
+        (a, b, c), (alpha, beta, gamma) = cell_parameters(structures.lattice)
+        if not (np.allclose([a, b], [CELL_A, CELL_B], atol=1e-3)
+                and np.allclose([alpha, beta, gamma], [90.0, 90.0, CELL_GAMMA_DEG], atol=1e-2)):
+            raise DatasetError(
+                f"the interface family needs the in-plane cell a {CELL_A}, b {CELL_B} Å, "
+                f"gamma {CELL_GAMMA_DEG}° with c perpendicular; got a {a:.4f}, b {b:.4f} Å, "
+                f"angles {alpha:.3f}, {beta:.3f}, {gamma:.3f}°; use --family disordered")
+        return StructureSet(cell_lattice(c), structures.species, structures.frac,
+                            structures.properties)
+
+    def added_reference(self, train, val, *, options, n_workers) -> dict:
+        from dismai.metrics.interface.reference import build_reference
+
+        return build_reference(train, val, n_workers=n_workers or 1)
+
     def relax_settings(self, dataset) -> dict:
         recipe = dataset.manifest["recipe"]
         return {"model": recipe["energy_model"], "fmax": recipe["relax_fmax"],

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from dismai.errors import ComputationError
+from dismai.errors import ComputationError, InputError
 from dismai.evaluation import Evaluation
 from dismai.families.base import DatasetFamily
 
@@ -56,6 +56,18 @@ class RelaxedFamily(DatasetFamily):
                         n_failed_postprocess=n_failed_postprocess, relax_results=relax_run,
                         n_workers=workers or 1)
 
+    def relax_settings_of(self, dataset) -> dict:
+        """The dataset's relaxation settings: an added dataset's from its manifest (the
+        energy model named at `datasets add`), a built one's from its recipe."""
+        if not dataset.manifest.get("added"):
+            return self.relax_settings(dataset)
+        relax = dataset.manifest.get("relax")
+        if not relax:
+            raise InputError(f"dataset {dataset.name!r} names no energy model, so generated "
+                             "structures cannot be relaxed; evaluate with --no-relax, or "
+                             "re-add it with --energy-model")
+        return {k: relax[k] for k in ("model", "fmax", "max_steps", "optimizer")}
+
     def prepare(self, gen, dataset, *, relax: bool = True, workers=None, relax_dir=None,
                 reference_compatible: bool = False, progress=True) -> Prepared:
         from dismai.postprocess import move_atoms_apart
@@ -67,7 +79,7 @@ class RelaxedFamily(DatasetFamily):
             from dismai.relax import relax_structures
 
             run = relax_structures(survivors, out_dir=relax_dir, n_workers=workers,
-                                   progress=progress, **self.relax_settings(dataset))
+                                   progress=progress, **self.relax_settings_of(dataset))
             survivors = run.structures
         return Prepared(survivors, int((~moved.ok).sum()), run)
 
