@@ -116,6 +116,10 @@ def test_add_evaluate_remove(user_dir):
         add_dataset("toy-ionic", s[:6], s[6:])
     with pytest.raises(InputError, match="names no energy model"):
         evaluate(ds.val, ds, progress=False, relax=True)
+    from dismai.workflows import build
+
+    with pytest.raises(DatasetError, match="added from files"):
+        build("toy-ionic", progress=False)
     remove_dataset("toy-ionic")
     assert "toy-ionic" not in dataset_names() and not list(user_dir.iterdir())
     with pytest.raises(DatasetError, match="no added dataset"):

@@ -11,6 +11,7 @@ import numpy as np
 
 import dismai
 from dismai.datasets.registry import (
+    added_specs,
     array_path,
     get_spec,
     sha256_file,
@@ -18,7 +19,7 @@ from dismai.datasets.registry import (
     user_cache_dir,
     user_data_dir,
 )
-from dismai.errors import InputError
+from dismai.errors import DatasetError, InputError
 from dismai.families import get_family
 from dismai.families.base import reference_header
 from dismai.fileio import write_bytes, write_json
@@ -57,6 +58,9 @@ def build_dataset(name: str, seed: int | None = None, out_dir=None, progress=Non
     (and "work": the work folder).
     """
     spec = get_spec(name)
+    if name in added_specs():
+        raise DatasetError(f"{name!r} was added from files (`dismai datasets add`), not built "
+                           "by a recipe; there is nothing to rebuild")
     family = get_family(spec.family)
     recipe = dict(spec.recipe)
     unknown = set(overrides) - set(recipe)
