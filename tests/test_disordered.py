@@ -177,6 +177,34 @@ def test_unwritable_user_folder_is_one_line(tmp_path, monkeypatch):
         ro.chmod(0o700)
 
 
+def test_user_folder_that_cannot_be_made_is_one_line(tmp_path, monkeypatch):
+    """A path under a regular file cannot become a folder, even for root."""
+    from dismai.workflows import add_dataset
+
+    (tmp_path / "a-file").write_text("x")
+    monkeypatch.setenv("DISMAI_DATA_DIR", str(tmp_path / "a-file" / "data"))
+    with pytest.raises(DatasetError, match="cannot be created"):
+        add_dataset("x", toy_ionic(4)[:2], toy_ionic(4)[2:])
+
+
+def test_unknown_element_and_nan_are_one_line(user_dir, tmp_path):
+    from dismai.errors import StructureError
+    from dismai.workflows import add_dataset
+
+    bad = tmp_path / "bad.extxyz"
+    bad.write_text('2\nLattice="5 0 0 0 5 0 0 0 5" Properties=species:S:1:pos:R:3 pbc="T T T"\n'
+                   "Qq 0 0 0\nSi 1 1 1\n")
+    with pytest.raises(StructureError, match="bad.extxyz") as info:
+        add_dataset("x", bad, bad)
+    assert "\n" not in str(info.value)
+    nan = tmp_path / "nan.extxyz"
+    nan.write_text('2\nLattice="5 0 0 0 5 0 0 0 5" Properties=species:S:1:pos:R:3 pbc="T T T"\n'
+                   "Si 0 0 0\nSi nan 1 1\n")
+    with pytest.raises(StructureError, match="NaN"):
+        add_dataset("x", nan, nan)
+    assert not user_dir.exists() or not list(user_dir.iterdir())
+
+
 def test_cli_add_list_evaluate_remove(user_dir, tmp_path):
     from typer.testing import CliRunner
 
