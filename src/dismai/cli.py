@@ -275,6 +275,9 @@ def evaluate(
     as_generated: bool = typer.Option(None, "--as-generated",
                                       help="relaxed families: also score the input as given "
                                            "(the learning gate, docs/learning.md)"),
+    near_copies: bool = typer.Option(True, "--near-copies/--no-near-copies",
+                                     help="also count near copies of training structures "
+                                          "(pct_near_copy)"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
 ) -> None:
     """Score generated structures against a dataset's training set."""
@@ -283,7 +286,7 @@ def evaluate(
 
     ev = evaluate_file(path, dataset, n_generated=n_generated, out=out, progress=not quiet,
                        format=fmt, lattice_match=lattice_match, relax=relax, workers=workers,
-                       as_generated=as_generated)
+                       as_generated=as_generated, near_copies=near_copies)
     typer.echo(ev.table())
     raw = ev.header.get("metrics_as_generated")
     if raw:

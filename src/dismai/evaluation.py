@@ -24,10 +24,13 @@ from dismai.fileio import write_json, write_text
 from dismai.metrics.report_common import format_entry, format_number, text_table
 
 __all__ = ["Evaluation", "evaluate_structures", "check_n_generated", "format_table",
-           "METRICS_JSON", "METRICS_TABLE"]
+           "add_near_copies", "METRICS_JSON", "METRICS_TABLE", "CORE_TITLES"]
 
 METRICS_JSON = "metrics.json"
 METRICS_TABLE = "metrics.txt"
+NEAR_COPIES_CSV = "near_copies.csv"
+#: metrics the core adds to every family's (evaluation option ``near_copies``)
+CORE_TITLES = {"pct_near_copy": "% near copies of a training structure"}
 
 
 @dataclass
@@ -61,6 +64,26 @@ class Evaluation:
 
     def table(self) -> str:
         return format_table(self.metrics, self.noise_floor, self.titles)
+
+
+def add_near_copies(ev: Evaluation, gen, dataset):
+    """Add ``pct_near_copy`` (dismai.metrics.memorisation) to an evaluation, with the
+    validation split's value as its noise floor; returns the per-structure distances.
+
+    Computed on the structures as given (what the model produced), against the training
+    split, with the distance the family declares (``near_copy_kind``: sites or atoms).
+    """
+    from dismai.metrics.bootstrap import no_ci
+    from dismai.metrics.memorisation import nearest_distances, pct_near_copy
+
+    ref = dataset.near_copy_reference()
+    nearest = nearest_distances(dataset.family.near_copy_kind, gen, dataset.train)
+    ev.metrics["pct_near_copy"] = no_ci(pct_near_copy(nearest, ref["threshold"])).as_dict()
+    ev.noise_floor = {**ev.noise_floor,
+                      "pct_near_copy": no_ci(ref["pct_val"]).as_dict()}
+    ev.header["near_copy"] = {"distance": ref["distance"], "threshold": ref["threshold"],
+                              "rule": ref["rule"]}
+    return nearest
 
 
 def format_table(metrics: dict, noise_floor: dict | None = None,
@@ -99,10 +122,12 @@ def evaluate_structures(gen, dataset, n_generated: int | None = None, out_dir=No
     .reference, .template, .manifest).  n_generated: structures originally generated
     (failures included); default len(gen).  out_dir: if given, write the outputs there.
     progress: see :mod:`dismai.progress` (the relaxation of relaxed families).
-    options: the family's evaluation options (``dataset.family.options``).
+    options: the family's evaluation options (``dataset.family.options``), plus
+    ``near_copies`` (default True): add ``pct_near_copy``, see :func:`add_near_copies`.
     """
     family = dataset.family
     n_gen = check_n_generated(n_generated, len(gen))
+    near_copies = options.pop("near_copies", None)
     opts = family.check_options(options)
     if not gen.same_template(dataset.template, atol=1e-3):
         raise StructureError(
@@ -110,11 +135,17 @@ def evaluate_structures(gen, dataset, n_generated: int | None = None, out_dir=No
             f"({dataset.template.formula}, cell {dataset.template.lattice.diagonal().tolist()})"
         )
     ev = family.evaluate(gen, dataset, n_gen, out_dir=out_dir, progress=progress, **opts)
-    ev.titles = dict(family.metric_titles)
+    ev.titles = {**family.metric_titles, **CORE_TITLES}
+    nearest = None
+    if near_copies is not False and hasattr(dataset, "near_copy_reference"):
+        nearest = add_near_copies(ev, gen, dataset)
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         family.write_outputs(ev, dataset.reference, out)
+        if nearest is not None:
+            write_text(out / NEAR_COPIES_CSV, "structure_index,nearest_train_distance\n" +
+                       "".join(f"{i},{d!r}\n" for i, d in enumerate(nearest.tolist())))
         write_text(out / METRICS_TABLE, ev.table())
         write_json(out / METRICS_JSON, ev.to_json())
     return ev

@@ -34,6 +34,15 @@ def npy_bytes(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def _near_copy(family, structures, n_train: int) -> dict:
+    """The pct_near_copy threshold and noise floor (dismai.metrics.memorisation)."""
+    from dismai.metrics.memorisation import near_copy_reference
+
+    idx = np.arange(len(structures))
+    return near_copy_reference(family.near_copy_kind, structures[idx[:n_train]],
+                               structures[idx[n_train:]])
+
+
 def work_dir_of(name: str, recipe: dict, root=None) -> Path:
     """The resumable work folder of a build: ROOT/<key>, ROOT default the user cache
     folder's work/.  Families may share work between datasets through ROOT (the alloy
@@ -108,7 +117,7 @@ def build_dataset(name: str, seed: int | None = None, out_dir=None, progress=Non
     if spec.parent is not None:
         manifest["parent"] = spec.parent
     reference = {**reference_header(spec.family, name, spec.n_atoms, n_train, n_val),
-                 **result.reference}
+                 **result.reference, "near_copy": _near_copy(family, result.structures, n_train)}
     write_json(paths["reference"], reference)
     write_json(paths["manifest"], manifest)
     return {**paths, "work": work}

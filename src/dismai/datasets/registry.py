@@ -220,6 +220,28 @@ class Dataset:
             raise DatasetError(f"{self.paths['reference']}: unreadable ({exc})") from None
         return check_reference(ref, self.spec.family, self.name, str(self.paths["reference"]))
 
+    def near_copy_reference(self) -> dict:
+        """Threshold and noise floor of ``pct_near_copy`` (dismai.metrics.memorisation):
+        stored in the reference by builds (and `datasets add`); for an older reference,
+        computed once from the validation split and cached in the user cache folder, keyed
+        by the data checksum."""
+        from dismai.fileio import write_json
+        from dismai.metrics.memorisation import near_copy_reference
+
+        if isinstance(self.reference.get("near_copy"), dict):
+            return self.reference["near_copy"]
+        path = user_cache_dir() / "near-copy" / f"{self.name}-{self.manifest['sha256'][:16]}.json"
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            pass
+        ref = near_copy_reference(self.family.near_copy_kind, self.train, self.val)
+        try:
+            write_json(path, ref)
+        except OSError:  # an unwritable cache only costs the recomputation next time
+            pass
+        return ref
+
     @property
     def template(self) -> StructureSet:
         """One structure that fixes the cell and species order of the dataset."""

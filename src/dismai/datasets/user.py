@@ -152,6 +152,9 @@ def add_dataset(name: str, train, val, *, family: str = "disordered",
         tr, va = both[np.arange(len(tr))], both[np.arange(len(tr), len(both))]
     options = {"fingerprint": fingerprint or {}}
     reference = fam.added_reference(tr, va, options=options, n_workers=n_workers)
+    from dismai.metrics.memorisation import near_copy_reference
+
+    reference["near_copy"] = near_copy_reference(fam.near_copy_kind, tr, va)
     paths = shipped_paths(name, out)
     arrays = {"energy": energy} if energy is not None else {}
     written: list[Path] = []

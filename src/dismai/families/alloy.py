@@ -84,6 +84,7 @@ class AlloyFamily(DatasetFamily):
             info=result.info)
 
     accepts_added = True
+    near_copy_kind = "sites"
 
     def fit(self, structures):
         """An added alloy dataset (e.g. the published files): Fe/Ni/Cr on the 256-site

@@ -112,6 +112,8 @@ class DatasetFamily:
     storage: ClassVar[str] = ""
     recipe_version: ClassVar[int] = 1
     accepts_added: ClassVar[bool] = False
+    #: the near-copy distance (dismai.metrics.memorisation): "atoms" or "sites"
+    near_copy_kind: ClassVar[str] = "atoms"
     #: the potential an added dataset of this family relaxes with unless told otherwise
     default_energy_model: ClassVar[str | None] = None
 

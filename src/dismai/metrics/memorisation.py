@@ -33,10 +33,17 @@ import numpy as np
 from dismai.structures import StructureSet, species_blocks
 
 __all__ = ["alloy_images", "alloy_nearest", "environment_descriptors", "atoms_nearest",
-           "near_copy_threshold", "pct_near_copy"]
+           "nearest_distances", "near_copy_reference", "near_copy_threshold", "pct_near_copy",
+           "RULE"]
 
 N_NEIGHBOURS = 12
 PERCENTILE = 1.0
+RULE = ("near copy: nearest-training distance below the 1st percentile of the validation "
+        "split's own nearest-training distances")
+DISTANCES = {"sites": "fraction of differing site occupations (256 translations x 48 point "
+                      "operations)",
+             "atoms": "RMS of sorted 12-neighbour distances under the optimal within-species "
+                      "assignment (Å)"}
 
 
 # ---------------------------------------------------------------------------- alloys
@@ -146,3 +153,22 @@ def pct_near_copy(nearest: np.ndarray, threshold: float) -> float:
     """% of structures strictly closer to a training structure than `threshold`."""
     nearest = np.asarray(nearest, dtype=np.float64)
     return float(100.0 * np.mean(nearest < threshold)) if len(nearest) else float("nan")
+
+
+def nearest_distances(kind: str, gen: StructureSet, train: StructureSet) -> np.ndarray:
+    """Nearest-training distances with the family's distance ("sites" or "atoms")."""
+    if kind == "sites":
+        return alloy_nearest(gen, train)
+    if kind == "atoms":
+        return atoms_nearest(gen, train)
+    raise ValueError(f"unknown near-copy distance {kind!r}")
+
+
+def near_copy_reference(kind: str, train: StructureSet, val: StructureSet) -> dict:
+    """The threshold from the validation split and the validation split's own % (its noise
+    floor, about 1 % by construction), JSON-able."""
+    d = nearest_distances(kind, val, train)
+    thr = near_copy_threshold(d)
+    return {"distance": DISTANCES[kind], "rule": RULE, "threshold": thr,
+            "pct_val": pct_near_copy(d, thr), "n_val": int(len(d)),
+            "val_nearest_median": float(np.median(d))}
