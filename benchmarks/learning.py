@@ -38,6 +38,10 @@ def _table(res: dict) -> list[str]:
     for name in ("d_motif", "d_rdf", "d_angle"):
         lines.append(f"| {name}, as generated | {_cell(raw.get(name))} | "
                      f"{_cell(base_raw.get(name))} | {_cell(floor.get(name))} |")
+    for name in ("pct_near_copy",):  # computed on the structures as generated
+        b = None if base is None else base.metrics.get(name)
+        lines.append(f"| {name}, as generated | {_cell(model.metrics.get(name))} | "
+                     f"{_cell(b)} | {_cell(floor.get(name))} |")
     for name in ("d_motif", "d_rdf", "d_angle", "mean_relax_steps", "pct_failed"):
         b = None if base is None else base.metrics.get(name)
         lines.append(f"| {name}, relaxed | {_cell(model.metrics.get(name))} | {_cell(b)} | "
