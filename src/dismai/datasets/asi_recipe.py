@@ -34,7 +34,7 @@ RECIPE_DEFAULTS = {
     "t_melt": 3000.0,
     "t_end": 300.0,
     "melt_ps": 5.0,
-    "quench_rate": 1e14,  # K/s
+    "quench_rate": 1e13,  # K/s (1e14 until recipe version 2: docs/datasets.md)
     "timestep_fs": 1.0,
     "n_structures": 1500,
     "n_candidates": 1600,  # blocks cut; the first n_structures that relax are kept

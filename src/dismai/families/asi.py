@@ -70,6 +70,7 @@ class ASiFamily(RelaxedFamily):
         "pct_failed": "% failed structures",
         "mean_relax_steps": "mean relaxation steps",
     }
+    recipe_version = 2  # 2: parents quenched at 1e13 K/s (version 1: 1e14)
     storage = ("fractional coordinates, float32, shape (M, N, 3); NAME.energy.npy: "
                "sw-vink energy per atom after relaxation, float64")
 
