@@ -91,6 +91,24 @@ def alloy_nearest(gen: StructureSet, train: StructureSet, candidates: int = 8) -
 
 
 # ---------------------------------------------------------------------------- atoms
+_TRAIN_CACHE: dict = {}
+
+
+def _cached_descriptors(train: StructureSet, k: int) -> np.ndarray:
+    """Descriptors of a training set, kept for the process: every evaluation against the same
+    dataset reuses them (keyed by a hash of the cell and coordinates)."""
+    import hashlib
+
+    h = hashlib.sha256(np.ascontiguousarray(train.lattice).tobytes())
+    h.update(np.ascontiguousarray(train.frac).tobytes())
+    key = (h.hexdigest(), k)
+    if key not in _TRAIN_CACHE:
+        if len(_TRAIN_CACHE) >= 4:
+            _TRAIN_CACHE.pop(next(iter(_TRAIN_CACHE)))
+        _TRAIN_CACHE[key] = environment_descriptors(train, k)
+    return _TRAIN_CACHE[key]
+
+
 def environment_descriptors(structures: StructureSet, k: int = N_NEIGHBOURS) -> np.ndarray:
     """(M, N, k) sorted distances (Å) from every atom to its k nearest periodic neighbours."""
     from dismai.metrics.asi.rdf import pair_distances
@@ -117,7 +135,7 @@ def atoms_nearest(gen: StructureSet, train: StructureSet, candidates: int = 5,
     from scipy.optimize import linear_sum_assignment
 
     blocks = species_blocks(train.species)
-    eg, et = environment_descriptors(gen, k), environment_descriptors(train, k)
+    eg, et = environment_descriptors(gen, k), _cached_descriptors(train, k)
 
     def invariant(e):  # per species and neighbour rank, the sorted distances over atoms
         return np.concatenate([np.sort(e[:, a:b, :], axis=1).reshape(len(e), -1)
