@@ -185,11 +185,13 @@ def datasets_add(
                                                      "input format)"),
     val: Path = typer.Option(..., "--val", help="validation structures (the noise floor)"),
     family: str = typer.Option("disordered", "--family",
-                               help="disordered (any system), or a-si when the files fit it"),
+                               help="disordered (any system), or alloy, a-si or interface "
+                                    "when the files fit that family"),
     energy_model: str = typer.Option(None, "--energy-model",
                                      help="relax generated structures with this potential "
-                                          "(sw-vink, chgnet, sevennet); default: score as "
-                                          "given"),
+                                          "(sw-vink, chgnet, sevennet); default: the family's "
+                                          "(a-si sw-vink, interface chgnet), disordered: score "
+                                          "as given"),
     fmt: str = typer.Option(None, "--format", help="input format (default: from the paths)"),
     centres: str = typer.Option(None, "--centres",
                                 help="disordered: species that get fingerprints, e.g. Li,Co "
@@ -270,7 +272,8 @@ def evaluate(
     lattice_match: str = typer.Option(None, "--lattice-match",
                                       help="alloys: auto (default), as-is, translated, rotated"),
     relax: bool = typer.Option(None, "--relax/--no-relax",
-                               help="relaxed families (a-si, interface): relax first (default)"),
+                               help="relaxed families (a-si, interface, disordered with an "
+                                    "energy model): relax first (default)"),
     workers: int = typer.Option(None, "--workers", help="processes (default: all cores)"),
     as_generated: bool = typer.Option(None, "--as-generated",
                                       help="relaxed families: also score the input as given "

@@ -267,14 +267,13 @@ def check_family(name: str, tmp_dir, *, evaluate_noise_floor: bool = True,
 
     from dismai.cli import app
     from dismai.datasets import is_built, load
+    from dismai.datasets.registry import added_specs
     from dismai.evaluation import CORE_TITLES, evaluate_structures
     from dismai.families import get_family
 
     family = get_family(name)
     assert family.name == name, f"family registered as {name!r} calls itself {family.name!r}"
     assert family.metric_names, "a family must declare metric_names"
-    from dismai.datasets.registry import added_specs
-
     specs = family.datasets()
     assert specs or family.accepts_added, "a family must declare at least one dataset"
     specs = specs + [s for s in added_specs().values() if s.family == name]

@@ -46,6 +46,26 @@ DISTANCES = {"sites": "fraction of differing site occupations (256 translations 
                       "assignment (Å)"}
 
 
+# ---------------------------------------------------------------------------- training side
+_TRAIN_CACHE: dict = {}
+
+
+def _cached(train: StructureSet, what: str, compute):
+    """compute(train), kept for the process: every evaluation against the same dataset (a
+    bench scores a model and its baselines) reuses the training-side work.  Keyed by `what`
+    and a hash of the cell and coordinates; the last four entries are kept."""
+    import hashlib
+
+    h = hashlib.sha256(np.ascontiguousarray(train.lattice).tobytes())
+    h.update(np.ascontiguousarray(train.frac).tobytes())
+    key = (what, h.hexdigest())
+    if key not in _TRAIN_CACHE:
+        if len(_TRAIN_CACHE) >= 4:
+            _TRAIN_CACHE.pop(next(iter(_TRAIN_CACHE)))
+        _TRAIN_CACHE[key] = compute(train)
+    return _TRAIN_CACHE[key]
+
+
 # ---------------------------------------------------------------------------- alloys
 @cache
 def alloy_images() -> np.ndarray:
@@ -72,9 +92,12 @@ def alloy_nearest(gen: StructureSet, train: StructureSet, candidates: int = 8) -
     """(M,) fraction of differing site occupations to the nearest training structure."""
     from dismai.energy.cluster_expansion import count_vector, probability_vector
 
-    og, ot = _occupations(gen), _occupations(train)
-    pg = probability_vector(count_vector(og))
-    pt = probability_vector(count_vector(ot))
+    def side(structures):  # occupations and the prefilter's cluster probabilities
+        occ = _occupations(structures)
+        return occ, probability_vector(count_vector(occ))
+
+    og, pg = side(gen)
+    ot, pt = _cached(train, "sites", side)
     images = alloy_images().astype(np.int64)
     out = np.empty(len(og))
     k = min(candidates, len(ot))
@@ -91,24 +114,6 @@ def alloy_nearest(gen: StructureSet, train: StructureSet, candidates: int = 8) -
 
 
 # ---------------------------------------------------------------------------- atoms
-_TRAIN_CACHE: dict = {}
-
-
-def _cached_descriptors(train: StructureSet, k: int) -> np.ndarray:
-    """Descriptors of a training set, kept for the process: every evaluation against the same
-    dataset reuses them (keyed by a hash of the cell and coordinates)."""
-    import hashlib
-
-    h = hashlib.sha256(np.ascontiguousarray(train.lattice).tobytes())
-    h.update(np.ascontiguousarray(train.frac).tobytes())
-    key = (h.hexdigest(), k)
-    if key not in _TRAIN_CACHE:
-        if len(_TRAIN_CACHE) >= 4:
-            _TRAIN_CACHE.pop(next(iter(_TRAIN_CACHE)))
-        _TRAIN_CACHE[key] = environment_descriptors(train, k)
-    return _TRAIN_CACHE[key]
-
-
 def environment_descriptors(structures: StructureSet, k: int = N_NEIGHBOURS) -> np.ndarray:
     """(M, N, k) sorted distances (Å) from every atom to its k nearest periodic neighbours."""
     from dismai.metrics.asi.rdf import pair_distances
@@ -135,7 +140,8 @@ def atoms_nearest(gen: StructureSet, train: StructureSet, candidates: int = 5,
     from scipy.optimize import linear_sum_assignment
 
     blocks = species_blocks(train.species)
-    eg, et = environment_descriptors(gen, k), _cached_descriptors(train, k)
+    eg = environment_descriptors(gen, k)
+    et = _cached(train, f"atoms-{k}", lambda t: environment_descriptors(t, k))
 
     def invariant(e):  # per species and neighbour rank, the sorted distances over atoms
         return np.concatenate([np.sort(e[:, a:b, :], axis=1).reshape(len(e), -1)

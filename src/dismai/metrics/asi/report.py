@@ -128,11 +128,11 @@ def plot_motifs(ev: ASiEvaluation, path) -> None:
 
 def train_delta_mev(reference: dict) -> np.ndarray | None:
     """The training energies relative to their mean, meV/atom (None without energies)."""
+    from dismai.metrics.accounting import delta_energy_mev
+
     train_e = reference.get("train_energy_per_atom")
-    if train_e is None:
-        return None
-    return (np.asarray(train_e, dtype=np.float64)
-            - reference["train_mean_energy_per_atom"]) * 1000.0
+    return None if train_e is None else delta_energy_mev(
+        np.asarray(train_e, dtype=np.float64), reference)
 
 
 def plot_energy_histogram(train_delta_mev, gen_delta_mev, path) -> None:
