@@ -281,6 +281,10 @@ def evaluate(
     near_copies: bool = typer.Option(True, "--near-copies/--no-near-copies",
                                      help="also count near copies of training structures "
                                           "(pct_near_copy)"),
+    label: str = typer.Option(None, "--label",
+                              help="name of these structures in reports (default: the file "
+                                   "name); evaluations with one label are repeats"),
+    html: bool = typer.Option(False, "--html", help="also write OUT/report.html (needs --out)"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
 ) -> None:
     """Score generated structures against a dataset's training set."""
@@ -288,8 +292,9 @@ def evaluate(
     from dismai.workflows import evaluate_file
 
     ev = evaluate_file(path, dataset, n_generated=n_generated, out=out, progress=not quiet,
-                       format=fmt, lattice_match=lattice_match, relax=relax, workers=workers,
-                       as_generated=as_generated, near_copies=near_copies)
+                       format=fmt, label=label, html=html, lattice_match=lattice_match,
+                       relax=relax, workers=workers, as_generated=as_generated,
+                       near_copies=near_copies)
     typer.echo(ev.table())
     raw = ev.header.get("metrics_as_generated")
     if raw:
@@ -297,6 +302,28 @@ def evaluate(
         typer.echo(format_table(raw, ev.noise_floor, ev.titles))
     if out is not None:
         console.print(f"wrote {Path(out) / 'metrics.json'}")
+    if html:
+        console.print(f"HTML report: {Path(out) / 'report.html'}")
+
+
+# ------------------------------------------------------------------------------ report
+@app.command("report")
+@friendly
+def report(
+    paths: list[Path] = typer.Argument(..., help="bench, run or evaluation folders (searched "
+                                                 "for metrics.json), or metrics.json files"),
+    out: Path = typer.Option(..., "-o", "--out", help="folder for the report"),
+    title: str = typer.Option("dismai report", "--title", help="title of the report"),
+) -> None:
+    """Cross-run tables in the paper's layout, ranks, plots, report.html, leaderboard.json."""
+    from dismai.report import build_report
+
+    res = build_report(paths, out, title=title)
+    n = sum(len(g.results) for g in res["groups"])
+    console.print(f"{n} evaluations in {len(res['groups'])} groups -> {res['out']}")
+    for t in res["tables"]:
+        typer.echo(t.markdown())
+    console.print(f"HTML report: {res['html']}")
 
 
 # ------------------------------------------------------------------------------ models
@@ -368,7 +395,8 @@ def bench(
     n: int = typer.Option(1000, "--n", help="structures to generate and evaluate"),
     out: Path = typer.Option(None, "--out",
                              help="output directory (default runs/bench-MODEL-DATASET-PRESET)"),
-    seed: int = typer.Option(0, "--seed", help="sampling seed"),
+    seed: int = typer.Option(0, "--seed", help="repeat seed: training and sampling (seeds "
+                                               "0, 1, 2: three separately trained models)"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
 ) -> None:
     """Train, sample, evaluate, and compare with the noise floor and baselines."""

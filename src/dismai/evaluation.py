@@ -4,10 +4,12 @@
 (:meth:`dismai.families.base.DatasetFamily.evaluate`) and writes, into ``out_dir``,
 the family's per-structure files plus ``metrics.json`` and ``metrics.txt``:
 
-    metrics.json = {"dataset": NAME, "n_input": M, "n_generated": N, <family header>,
+    metrics.json = {"schema_version": 2, "dataset": NAME, "label": what was scored,
+                    "n_input": M, "n_generated": N, <family header>,
                     "metrics": {METRIC: {"value", "lower_error", "upper_error"}},
                     "noise_floor": {... same shape: the validation split scored against
-                                    the training split ...}}
+                                    the training split ...},
+                    "provenance": {... dismai.provenance: code, data, machine, model ...}}
 
 The family header holds what the family adds (alloys: ``lattice_match``; relaxed
 families: ``relaxed``, ``n_failed_move_apart``, ``n_failed_relaxation``).
@@ -55,12 +57,17 @@ class Evaluation:
     header: dict = field(default_factory=dict)
     details: Any = field(default=None, repr=False)
     titles: dict = field(default_factory=dict, repr=False)
+    label: str | None = None
+    provenance: dict = field(default_factory=dict, repr=False)
 
     def to_json(self) -> dict:
         """The metrics.json contract (see the module docstring)."""
-        return {"dataset": self.dataset, "n_input": self.n_input,
+        from dismai.provenance import METRICS_SCHEMA_VERSION
+
+        return {"schema_version": METRICS_SCHEMA_VERSION, "dataset": self.dataset,
+                "label": self.label, "n_input": self.n_input,
                 "n_generated": self.n_generated, **self.header, "metrics": self.metrics,
-                "noise_floor": self.noise_floor}
+                "noise_floor": self.noise_floor, "provenance": self.provenance}
 
     def table(self) -> str:
         return format_table(self.metrics, self.noise_floor, self.titles)
@@ -114,7 +121,8 @@ def check_n_generated(n_generated: int | None, n_input: int) -> int:
 
 
 def evaluate_structures(gen, dataset, n_generated: int | None = None, out_dir=None,
-                        progress=True, **options) -> Evaluation:
+                        progress=True, label: str | None = None,
+                        provenance: dict | None = None, **options) -> Evaluation:
     """Score generated structures with the metric suite of the dataset's family.
 
     gen: a StructureSet on ``dataset.template`` (same cell and species order).
@@ -122,9 +130,14 @@ def evaluate_structures(gen, dataset, n_generated: int | None = None, out_dir=No
     .reference, .template, .manifest).  n_generated: structures originally generated
     (failures included); default len(gen).  out_dir: if given, write the outputs there.
     progress: see :mod:`dismai.progress` (the relaxation of relaxed families).
+    label: what was scored (a model name, a file): how `dismai report` names the row.
+    provenance: extra provenance (e.g. the model's), merged over dismai.provenance's
+    environment and dataset blocks.
     options: the family's evaluation options (``dataset.family.options``), plus
     ``near_copies`` (default True): add ``pct_near_copy``, see :func:`add_near_copies`.
     """
+    from dismai.provenance import dataset_provenance, environment
+
     family = dataset.family
     n_gen = check_n_generated(n_generated, len(gen))
     near_copies = options.pop("near_copies", None)
@@ -136,6 +149,10 @@ def evaluate_structures(gen, dataset, n_generated: int | None = None, out_dir=No
         )
     ev = family.evaluate(gen, dataset, n_gen, out_dir=out_dir, progress=progress, **opts)
     ev.titles = {**family.metric_titles, **CORE_TITLES}
+    ev.label = label
+    ev.provenance = {**environment(), "dataset": dataset_provenance(dataset),
+                     "options": {k: v for k, v in opts.items() if k != "workers"},
+                     **(provenance or {})}
     nearest = None
     if near_copies is not False and hasattr(dataset, "near_copy_reference"):
         nearest = add_near_copies(ev, gen, dataset)

@@ -63,23 +63,39 @@ def remove_dataset(name: str) -> list[Path]:
 
 # ------------------------------------------------------------------------------ evaluate
 def evaluate(gen, dataset, n_generated: int | None = None, out=None, progress=True,
+             label: str | None = None, provenance: dict | None = None, html: bool = False,
              **options):
-    """Score a StructureSet against a dataset (name or Dataset); see dismai.evaluation."""
+    """Score a StructureSet against a dataset (name or Dataset); see dismai.evaluation.
+
+    label names the result in reports; html: also write out/report.html (needs out)."""
     from dismai.evaluation import evaluate_structures
 
-    return evaluate_structures(gen, _dataset(dataset), n_generated=n_generated, out_dir=out,
-                               progress=progress, **options)
+    if html and out is None:
+        raise InputError("--html needs --out (the folder the report is written into)")
+    ev = evaluate_structures(gen, _dataset(dataset), n_generated=n_generated, out_dir=out,
+                             progress=progress, label=label, provenance=provenance, **options)
+    if html:
+        from dismai.report import build_report
+
+        build_report([out], Path(out), progress=False)
+    return ev
 
 
 def evaluate_file(path, dataset, n_generated: int | None = None, out=None, progress=True,
-                  format: str | None = None, **options):
+                  format: str | None = None, label: str | None = None, html: bool = False,
+                  **options):
     """Read generated structures (any format of dismai.readers; detected from the path
-    unless `format` is given) and score them (dataset loaded once)."""
+    unless `format` is given) and score them (dataset loaded once).  The label defaults
+    to the file's name; the file's path and checksum go into the provenance."""
+    from dismai.provenance import file_sha256
     from dismai.readers import read_structures
 
     ds = _dataset(dataset)
     gen = read_structures(path, template=ds.template, format=format)
-    return evaluate(gen, ds, n_generated=n_generated, out=out, progress=progress, **options)
+    path = Path(path)
+    prov = {"input": {"path": str(path), "sha256": file_sha256(path)}}
+    return evaluate(gen, ds, n_generated=n_generated, out=out, progress=progress,
+                    label=label or path.stem, provenance=prov, html=html, **options)
 
 
 # ------------------------------------------------------------------------------ models
@@ -173,18 +189,28 @@ def bench(model: str, dataset, preset: str = "quick", config_file=None, n: int =
 
     dataset: a registered name or a Dataset.  DIR/run holds the training run (continued if
     it exists with the same config), DIR/samples.extxyz and DIR/metrics.json the model's
-    results, DIR/baselines/<name>/ those of the baselines.
+    results, DIR/baselines/<name>/ those of the baselines.  seed: the repeat's seed, used
+    for training (the config's ``seed``) and sampling, so seeds 0, 1, 2 are three
+    separately trained models (`dismai report` groups them as repeats).
     """
+    import dataclasses
+
     from dismai.errors import DismaiError
     from dismai.extxyz import write_extxyz
     from dismai.fileio import write_text
     from dismai.models import create_model, get_model_class
+    from dismai.models.config import config_to_dict
+    from dismai.provenance import config_hash
 
     cls = get_model_class(model)
     dataset = _dataset(dataset)
     family = dataset.spec.family
-    out = Path(out) if out is not None else Path("runs") / f"bench-{model}-{dataset.name}-{preset}"
+    suffix = f"-seed{seed}" if seed else ""
+    out = (Path(out) if out is not None
+           else Path("runs") / f"bench-{model}-{dataset.name}-{preset}{suffix}")
     cfg = _resolve(cls, preset, family, config_file)
+    if hasattr(cfg, "seed"):
+        cfg = dataclasses.replace(cfg, seed=int(seed))
     if n < 1:
         raise InputError(f"--n must be >= 1, got {n}")
 
@@ -198,7 +224,17 @@ def bench(model: str, dataset, preset: str = "quick", config_file=None, n: int =
     write_extxyz(gen, out / "samples.extxyz")
     eval_opts = model_eval_options(cls, family)
     raw = {"as_generated": True} if dataset.family.relaxes else {}
-    result = evaluate(gen, dataset, n, out, progress, **raw, **eval_opts)
+    cfg_dict = config_to_dict(cfg)
+    prov = {"model": {"name": model, "preset": preset,
+                      "config_file": None if config_file is None else str(config_file),
+                      "config_hash": config_hash(_model_keys(cfg_dict)), "config": cfg_dict,
+                      "seed": int(seed), "sample_seed": int(seed), "baseline": False,
+                      "train_seconds": round(t_train, 1), "train_cpu_seconds": round(c_train, 1),
+                      "sample_seconds": round(t_sample, 1),
+                      "sample_cpu_seconds": round(c_sample, 1), "n_train": len(dataset.train),
+                      "device": str(getattr(m, "device", "cpu"))}}
+    result = evaluate(gen, dataset, n, out, progress, label=model, provenance=prov, **raw,
+                      **eval_opts)
 
     baselines: dict[str, object] = {}
     for b in dataset.family.baselines:
@@ -209,8 +245,12 @@ def bench(model: str, dataset, preset: str = "quick", config_file=None, n: int =
         bgen = bm.sample(n, seed=seed)
         bdir = out / "baselines" / b
         write_extxyz(bgen, bdir / "samples.extxyz")
+        bprov = {"model": {"name": b, "preset": None, "config_hash": None, "seed": int(seed),
+                           "sample_seed": int(seed), "baseline": True,
+                           "n_train": len(dataset.train)}}
         try:
-            baselines[b] = evaluate(bgen, dataset, n, bdir, progress, **raw)
+            baselines[b] = evaluate(bgen, dataset, n, bdir, progress, label=b,
+                                    provenance=bprov, **raw)
         except DismaiError as exc:  # e.g. nothing on a lattice to score
             baselines[b] = f"failed: {str(exc).splitlines()[0]}"
 
@@ -244,6 +284,16 @@ def bench(model: str, dataset, preset: str = "quick", config_file=None, n: int =
     return {"out": out, "result": result, "baselines": baselines, "header": header,
             "rows": rows, "train_seconds": t_train, "sample_seconds": t_sample,
             "train_cpu_seconds": c_train, "sample_cpu_seconds": c_sample, "gate": gate}
+
+
+#: config keys that do not change what a repeat learns: left out of the config hash, so
+#: runs differing only in these (and the seed) are repeats of one configuration
+_BOOKKEEPING_KEYS = frozenset({"seed", "device", "checkpoint_every", "checkpoint_minutes",
+                               "sample_every", "n_sample_dump"})
+
+
+def _model_keys(cfg_dict: dict) -> dict:
+    return {k: v for k, v in cfg_dict.items() if k not in _BOOKKEEPING_KEYS}
 
 
 def _cpu_seconds() -> float:

@@ -62,6 +62,7 @@ class ASiFamily(RelaxedFamily):
     metrics_package = "dismai.metrics.asi"
     metric_names = ("d_motif", "cos_motif", "d_rdf", "d_angle", "pct_failed",
                     "mean_relax_steps")
+    report_metrics = ("d_motif", "d_rdf", "d_angle", "pct_failed")  # paper Table 2
     metric_titles = {
         "d_motif": "d_motif (fingerprint, Euclidean)",
         "cos_motif": "cos_motif (fingerprint, cosine)",

@@ -94,6 +94,8 @@ class DatasetFamily:
       name           registry name, e.g. "a-si"
       metric_names   the metrics of an evaluation, in table order
       metric_titles  readable names for tables (default: the metric name)
+      report_metrics the columns of the paper's tables (`dismai report`; default:
+                     metric_names)
       baselines      the baseline models ``dismai bench`` compares against
       options        evaluation options and their defaults (``dismai evaluate`` flags)
       relaxes        generated structures are relaxed before scoring
@@ -106,6 +108,7 @@ class DatasetFamily:
     name: ClassVar[str] = ""
     metric_names: ClassVar[tuple[str, ...]] = ()
     metric_titles: ClassVar[dict[str, str]] = {}
+    report_metrics: ClassVar[tuple[str, ...]] = ()
     baselines: ClassVar[tuple[str, ...]] = ("random",)
     options: ClassVar[dict[str, object]] = {}
     relaxes: ClassVar[bool] = False

@@ -22,6 +22,7 @@ class DisorderedFamily(RelaxedFamily):
     metrics_package = "dismai.metrics.disordered"
     metric_names = ("d_motif", "cos_motif", "d_rdf", "d_angle", "pct_failed",
                     "mean_relax_steps")
+    report_metrics = ("d_motif", "d_rdf", "d_angle", "pct_failed")  # as a-Si
     metric_titles = {
         "d_motif": "d_motif (fingerprints, atom-weighted over species, Euclidean)",
         "cos_motif": "cos_motif (same, cosine)",

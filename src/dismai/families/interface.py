@@ -43,6 +43,7 @@ class InterfaceFamily(RelaxedFamily):
     metrics_package = "dismai.metrics.interface"
     metric_names = ("d_Li", "cos_Li", "d_Co", "cos_Co", "d_Sc", "cos_Sc", "d_all", "cos_all",
                     "pct_failed", "mean_relax_steps")
+    report_metrics = ("d_Li", "d_Co", "d_Sc", "d_all", "pct_failed")  # paper Table 1
     metric_titles = {**_TITLES, "pct_failed": "% failed structures",
                      "mean_relax_steps": "mean relaxation steps"}
     storage = ("fractional coordinates, float32, shape (M, 264, 3), species blocks Li Sc Co "

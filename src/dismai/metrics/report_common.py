@@ -15,7 +15,11 @@ from dismai.fileio import atomic_path
 __all__ = ["TRAIN_COLOUR", "GEN_COLOUR", "csv_number", "csv_field", "format_number",
            "format_entry",
            "text_table", "figure", "save_png", "binned_percentages", "motif_bars",
-           "plot_histograms"]
+           "plot_histograms", "PLOT_DATA", "curve_panel", "histogram_panel", "violin_panel",
+           "bars_panel", "write_plot_data"]
+
+#: the comparison data of one evaluation, drawn side by side with other runs by `dismai report`
+PLOT_DATA = "plot_data.json"
 
 TRAIN_COLOUR = "#4C72B0"
 GEN_COLOUR = "#DD8452"
@@ -151,3 +155,60 @@ def plot_histograms(path, edges: np.ndarray, train, gen, xlabel: str, title: str
     ax.set_title(title)
     ax.legend(loc="best", fontsize=8)
     save_png(fig, path)
+
+
+# ---------------------------------------------------------------- comparison panels
+# Each family's report also writes PLOT_DATA: the few distributions a reader compares between
+# models (train vs generated), in a family-independent form, so `dismai report` can overlay
+# any number of runs without knowing the family.  Numbers are rounded to 5 significant digits.
+def _rounded(x):
+    a = np.asarray(x, dtype=np.float64)
+    out = np.where(np.isfinite(a), a, np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mag = np.where(out != 0, np.floor(np.log10(np.abs(out))), 0)
+    scale = 10.0 ** (4 - np.nan_to_num(mag))
+    r = np.round(out * scale) / scale
+    return [None if not np.isfinite(v) else float(v) for v in r.ravel()]
+
+
+def curve_panel(name, title, xlabel, ylabel, x, train, gen, xlim=None) -> dict:
+    """A mean curve (g(r), angle distribution): one line per run against the train line."""
+    return {"name": name, "kind": "curve", "title": title, "xlabel": xlabel,
+            "ylabel": ylabel, "x": _rounded(x), "train": _rounded(train),
+            "gen": _rounded(gen), "xlim": list(xlim) if xlim else None}
+
+
+def histogram_panel(name, title, xlabel, edges, train, gen) -> dict:
+    """Percentages per bin of raw values (binned_percentages), train and generated."""
+    edges = np.asarray(edges, dtype=np.float64)
+    return {"name": name, "kind": "histogram", "title": title, "xlabel": xlabel,
+            "ylabel": "% of structures", "edges": _rounded(edges),
+            "train": None if train is None else _rounded(binned_percentages(train, edges)[0]),
+            "gen": None if gen is None else _rounded(binned_percentages(gen, edges)[0])}
+
+
+def violin_panel(name, title, ylabel, groups, train, gen) -> dict:
+    """Per-structure values per group (SRO per pair): train and generated samples."""
+    def cols(a):
+        a = np.asarray(a, dtype=np.float64).reshape(-1, len(groups))
+        return [[v for v in _rounded(a[:, j]) if v is not None] for j in range(len(groups))]
+
+    return {"name": name, "kind": "violin", "title": title, "ylabel": ylabel,
+            "groups": list(groups), "train": cols(train), "gen": cols(gen)}
+
+
+def bars_panel(name, title, ylabel, labels, train, gen) -> dict:
+    """Percentages per label (most-likely motifs), train and generated."""
+    return {"name": name, "kind": "bars", "title": title, "ylabel": ylabel,
+            "labels": [str(x) for x in labels], "train": _rounded(train), "gen": _rounded(gen)}
+
+
+def write_plot_data(out_dir, panels: list[dict]) -> Path:
+    """Write PLOT_DATA (version 1) into out_dir."""
+    import json
+
+    from dismai.fileio import write_text
+
+    path = Path(out_dir) / PLOT_DATA
+    write_text(path, json.dumps({"version": 1, "panels": panels}, separators=(",", ":")) + "\n")
+    return path

@@ -19,6 +19,7 @@ from dismai.metrics.report_common import TRAIN_COLOUR as _TRAIN_COLOUR
 from dismai.metrics.report_common import binned_percentages as _binned
 from dismai.metrics.report_common import csv_number as _num
 from dismai.metrics.report_common import figure as _figure
+from dismai.metrics.report_common import histogram_panel, violin_panel, write_plot_data
 from dismai.metrics.report_common import save_png as _save_png
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "energy_histogram",
     "plot_sro",
     "plot_energy_histogram",
+    "comparison_panels",
     "write_outputs",
 ]
 
@@ -152,6 +154,31 @@ def plot_energy_histogram(train_energy: np.ndarray, gen_energy: np.ndarray,
     _save_png(fig, path)
 
 
+def comparison_panels(ev: AlloyEvaluation, reference: dict) -> list[dict]:
+    """What `dismai report` overlays across runs: the 1NN and 2NN SRO distributions and the
+    cluster-expansion energies relative to the training mean."""
+    train_sro = np.asarray(reference.get("train_sro", np.empty((0, 12))), dtype=np.float64)
+    train_sro = train_sro.reshape(-1, len(ev.sro_columns))
+    gen_sro = ev.sro[ev.accepted]
+    panels = []
+    for shell in (1, 2):
+        cols = [i for i, c in enumerate(ev.sro_columns) if c.startswith(f"{shell}NN_")]
+        panels.append(violin_panel(
+            f"sro_{shell}NN", f"{shell}NN short-range order", r"Warren-Cowley $\alpha$",
+            [ev.sro_columns[i].split("_", 1)[1] for i in cols], train_sro[:, cols],
+            gen_sro[:, cols]))
+    train_e = np.asarray(reference.get("train_formation_energy", []), dtype=np.float64)
+    mean = float(reference.get("train_formation_energy_mean",
+                               train_e.mean() if len(train_e) else np.nan))
+    if np.isfinite(mean):
+        panels.append(histogram_panel(
+            "energy", "Cluster-expansion formation energy",
+            "E_f - mean(E_f, train) (meV/atom)", ENERGY_BIN_EDGES,
+            (train_e - mean) * 1000.0 if len(train_e) else None,
+            (ev.formation_energy[ev.accepted] - mean) * 1000.0))
+    return panels
+
+
 def write_outputs(evaluation: AlloyEvaluation, reference: dict, out_dir) -> dict[str, Path]:
     """Write per_structure.csv, sro_1NN.png, sro_2NN.png, energy_histogram.png."""
     out = Path(out_dir)
@@ -172,4 +199,5 @@ def write_outputs(evaluation: AlloyEvaluation, reference: dict, out_dir) -> dict
     train_mean = float(reference.get("train_formation_energy_mean",
                                      train_e.mean() if len(train_e) else np.nan))
     plot_energy_histogram(train_e, evaluation.formation_energy[ok], train_mean, paths["energy"])
+    paths["plot_data"] = write_plot_data(out, comparison_panels(evaluation, reference))
     return paths

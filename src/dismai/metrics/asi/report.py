@@ -23,7 +23,15 @@ from dismai.metrics.asi.motifs import motif_labels
 from dismai.metrics.asi.rdf import RDF_R
 from dismai.metrics.report_common import GEN_COLOUR as _GEN
 from dismai.metrics.report_common import TRAIN_COLOUR as _TRAIN
-from dismai.metrics.report_common import binned_percentages, motif_bars, plot_histograms
+from dismai.metrics.report_common import (
+    bars_panel,
+    binned_percentages,
+    curve_panel,
+    histogram_panel,
+    motif_bars,
+    plot_histograms,
+    write_plot_data,
+)
 from dismai.metrics.report_common import csv_field as _csv_field
 from dismai.metrics.report_common import csv_number as _num
 from dismai.metrics.report_common import figure as _figure
@@ -38,6 +46,7 @@ __all__ = [
     "plot_motifs",
     "plot_energy_histogram",
     "train_delta_mev",
+    "comparison_panels",
     "write_outputs",
 ]
 
@@ -141,6 +150,25 @@ def plot_energy_histogram(train_delta_mev, gen_delta_mev, path) -> None:
                     "E - mean(E_train) (meV/atom)", "Energy relative to the training mean")
 
 
+def comparison_panels(ev: ASiEvaluation, reference: dict) -> list[dict]:
+    """What `dismai report` overlays across runs: g(r), bond angles, motifs, energies."""
+    m = ev.motifs
+    panels = [
+        curve_panel("rdf", "Si-Si RDF", "r (Å)", "g(r)", RDF_R, reference["train_mean_rdf"],
+                    ev.rdf_band.mean),
+        curve_panel("angles", "Si bond angles", "bond angle (deg)", "% of angles per 0.5° bin",
+                    ANGLE_CENTRES, 100 * np.asarray(reference["train_mean_angle"]),
+                    100 * ev.angle_band.mean, xlim=(40, 180)),
+        bars_panel("motifs", "Most likely coordination motifs", "% of Si atoms",
+                   m.get("labels", []), m.get("train_pct", []), m.get("gen_pct", [])),
+    ]
+    if ev.delta_energy_mev is not None:
+        panels.append(histogram_panel("energy", "Energy relative to the training mean",
+                                      "E - mean(E_train) (meV/atom)", ENERGY_BIN_EDGES,
+                                      train_delta_mev(reference), ev.delta_energy_mev))
+    return panels
+
+
 def write_outputs(ev: ASiEvaluation, reference: dict, out_dir) -> dict[str, Path]:
     """Write plots and the per-structure CSV/NPZ into out_dir; returns the paths."""
     out = Path(out_dir)
@@ -159,6 +187,7 @@ def write_outputs(ev: ASiEvaluation, reference: dict, out_dir) -> dict[str, Path
         paths["energy"] = out / "energy_histogram.png"
         plot_energy_histogram(train_delta_mev(reference), ev.delta_energy_mev, paths["energy"])
     write_text(paths["csv"], per_structure_csv(ev, reference))
+    paths["plot_data"] = write_plot_data(out, comparison_panels(ev, reference))
     buf = io.BytesIO()
     np.savez_compressed(buf, rdf=ev.features.rdf, rdf_r=RDF_R,
                         angle_distribution=ev.features.angle_dist, angle_centres=ANGLE_CENTRES,

@@ -12,18 +12,21 @@ import numpy as np
 from dismai.fileio import write_bytes, write_text
 from dismai.metrics.asi.angles import ANGLE_CENTRES
 from dismai.metrics.asi.rdf import RDF_R
-from dismai.metrics.asi.report import plot_energy_histogram, train_delta_mev
+from dismai.metrics.asi.report import ENERGY_BIN_EDGES, plot_energy_histogram, train_delta_mev
 from dismai.metrics.disordered.evaluate import DisorderedEvaluation
 from dismai.metrics.report_common import (
     GEN_COLOUR,
     TRAIN_COLOUR,
     csv_field,
     csv_number,
+    curve_panel,
     figure,
+    histogram_panel,
     save_png,
+    write_plot_data,
 )
 
-__all__ = ["per_structure_csv", "plot_panels", "write_outputs"]
+__all__ = ["per_structure_csv", "plot_panels", "comparison_panels", "write_outputs"]
 
 
 def per_structure_csv(ev: DisorderedEvaluation) -> str:
@@ -74,6 +77,29 @@ def plot_panels(x, train: np.ndarray, band, names: list[str], xlabel: str, ylabe
     save_png(fig, path)
 
 
+def comparison_panels(ev: DisorderedEvaluation, reference: dict) -> list[dict]:
+    """What `dismai report` overlays across runs: every partial g(r) and angle
+    distribution, and the energies relative to the training mean."""
+    f = ev.features
+    panels = []
+    train_rdf = np.asarray(reference["train_mean_rdf"], dtype=np.float64)
+    train_ang = np.asarray(reference["train_mean_angle"], dtype=np.float64)
+    w, wa = len(RDF_R), len(ANGLE_CENTRES)
+    for k, (a, b) in enumerate(f.pairs):
+        panels.append(curve_panel(f"rdf_{a}-{b}", f"g {a}-{b}(r)", "r (Å)", "g(r)", RDF_R,
+                                  train_rdf[k], ev.rdf_band.mean[k * w:(k + 1) * w]))
+    for k, (a, c, b) in enumerate(f.triplets):
+        panels.append(curve_panel(f"angles_{a}-{c}-{b}", f"{a}-{c}-{b} angles", "angle (deg)",
+                                  "% of angles at centre", ANGLE_CENTRES, 100 * train_ang[k],
+                                  100 * ev.angle_band.mean[k * wa:(k + 1) * wa],
+                                  xlim=(30, 180)))
+    if ev.delta_energy_mev is not None:
+        panels.append(histogram_panel("energy", "Energy relative to the training mean",
+                                      "E - mean(E_train) (meV/atom)", ENERGY_BIN_EDGES,
+                                      train_delta_mev(reference), ev.delta_energy_mev))
+    return panels
+
+
 def write_outputs(ev: DisorderedEvaluation, reference: dict, out_dir) -> dict[str, Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -89,6 +115,7 @@ def write_outputs(ev: DisorderedEvaluation, reference: dict, out_dir) -> dict[st
         paths["energy"] = out / "energy_histogram.png"
         plot_energy_histogram(train_delta_mev(reference), ev.delta_energy_mev, paths["energy"])
     write_text(paths["csv"], per_structure_csv(ev))
+    paths["plot_data"] = write_plot_data(out, comparison_panels(ev, reference))
     buf = io.BytesIO()
     np.savez_compressed(buf, rdf=f.rdf, rdf_r=RDF_R, rdf_pairs=np.array(f.pairs),
                         angle_distribution=f.angle_dist, angle_centres=ANGLE_CENTRES,

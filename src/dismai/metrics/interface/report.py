@@ -19,14 +19,20 @@ from dismai.metrics.interface.evaluate import (
     InterfaceEvaluation,
 )
 from dismai.metrics.interface.motifs import CATIONS
+from dismai.metrics.report_common import (
+    bars_panel,
+    histogram_panel,
+    motif_bars,
+    plot_histograms,
+    write_plot_data,
+)
 from dismai.metrics.report_common import csv_field as _csv_field
 from dismai.metrics.report_common import csv_number as _num
 from dismai.metrics.report_common import figure as _figure
-from dismai.metrics.report_common import motif_bars, plot_histograms
 from dismai.metrics.report_common import save_png as _save_png
 
 __all__ = ["per_structure_csv", "plot_gamma_histogram", "plot_motif_breakdown",
-           "write_outputs"]
+           "comparison_panels", "write_outputs"]
 
 def per_structure_csv(ev: InterfaceEvaluation, reference: dict) -> str:
     """CSV: index, energy, γ, per-species Euclidean distance of the structure's mean
@@ -71,6 +77,21 @@ def plot_motif_breakdown(ev: InterfaceEvaluation, species: str, path) -> None:
     _save_png(fig, path)
 
 
+def comparison_panels(ev: InterfaceEvaluation, reference: dict) -> list[dict]:
+    """What `dismai report` overlays across runs: Sc and Li motifs, interface energies."""
+    panels = []
+    for s in ("Sc", "Li"):
+        m = ev.motifs[s]
+        panels.append(bars_panel(f"motifs_{s}", f"Most likely {s} motifs (number of O)",
+                                 f"% of {s} atoms", m["rows"], m["train_pct"], m["gen_pct"]))
+    if ev.energy is not None or reference.get("train_gamma") is not None:
+        panels.append(histogram_panel(
+            "gamma", "Interface energy (eq. 6)", "normalised interface energy γ (J/m²)",
+            GAMMA_BIN_EDGES, reference.get("train_gamma"),
+            None if ev.energy is None else ev.energy["gamma"]))
+    return panels
+
+
 def write_outputs(ev: InterfaceEvaluation, reference: dict, out_dir) -> dict[str, Path]:
     """Write plots, the per-structure CSV and motifs.json (the Fig. 9 motif breakdown,
     failure counts, % low-energy) into out_dir; metrics.json is the evaluation core's."""
@@ -89,4 +110,5 @@ def write_outputs(ev: InterfaceEvaluation, reference: dict, out_dir) -> dict[str
         paths["energy"] = out / "interface_energy_histogram.png"
         plot_gamma_histogram(reference.get("train_gamma"),
                              None if ev.energy is None else ev.energy["gamma"], paths["energy"])
+    paths["plot_data"] = write_plot_data(out, comparison_panels(ev, reference))
     return paths
