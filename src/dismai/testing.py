@@ -29,7 +29,7 @@ from dismai.structures import StructureSet
 
 __all__ = ["toy_structures", "model_state", "check_generative_model", "check_invariances",
            "check_energy_model", "check_family", "BAD_INPUTS", "requires_dataset",
-           "rms_to_nearest", "check_memorisation"]
+           "rms_to_nearest", "check_memorisation", "check_result_files"]
 
 
 # ---------------------------------------------------------------------------- factories
@@ -274,6 +274,9 @@ def check_family(name: str, tmp_dir, *, evaluate_noise_floor: bool = True,
     family = get_family(name)
     assert family.name == name, f"family registered as {name!r} calls itself {family.name!r}"
     assert family.metric_names, "a family must declare metric_names"
+    assert set(family.report_metrics) <= set(family.metric_names), \
+        f"report_metrics {sorted(set(family.report_metrics) - set(family.metric_names))} " \
+        "are not in metric_names"
     specs = family.datasets()
     assert specs or family.accepts_added, "a family must declare at least one dataset"
     specs = specs + [s for s in added_specs().values() if s.family == name]
@@ -289,7 +292,9 @@ def check_family(name: str, tmp_dir, *, evaluate_noise_floor: bool = True,
         if evaluate_noise_floor and len(ds.val):
             val = ds.val[np.arange(min(len(ds.val), max_val or len(ds.val)))]
             opts = {"relax": False} if family.relaxes else {}
-            ev = evaluate_structures(val, ds, progress=False, **opts)
+            ev_dir = tmp / spec.name / "val-evaluation"
+            ev = evaluate_structures(val, ds, progress=False, out_dir=ev_dir, **opts)
+            check_result_files(ev_dir)
             family_metrics = [k for k in ev.metrics if k not in CORE_TITLES]
             assert list(floor) == family_metrics, \
                 f"{spec.name}: noise floor has {list(floor)}, an evaluation gives " \
@@ -311,6 +316,39 @@ def check_family(name: str, tmp_dir, *, evaluate_noise_floor: bool = True,
             assert len(lines) == 1 and lines[0].startswith("error: "), \
                 f"{spec.name}, {what}: not one error line: {r.output!r}"
             assert not out.exists(), f"{spec.name}, {what}: wrote {out}"
+
+
+def check_result_files(out_dir) -> None:
+    """An evaluation folder holds what `dismai report` reads: metrics.json of the current
+    schema with its provenance, and a well-formed plot_data.json (docs/results-schema.md)."""
+    import json
+
+    from dismai.metrics.report_common import PLOT_DATA
+    from dismai.provenance import METRICS_SCHEMA_VERSION
+
+    out_dir = Path(out_dir)
+    data = json.loads((out_dir / "metrics.json").read_text())
+    assert data.get("schema_version") == METRICS_SCHEMA_VERSION, "metrics.json schema_version"
+    prov = data.get("provenance") or {}
+    for key in ("created", "dismai", "cpu", "dataset"):
+        assert key in prov, f"metrics.json provenance lacks {key!r}"
+    assert prov["dataset"].get("sha256"), "provenance names no dataset checksum"
+    plots = json.loads((out_dir / PLOT_DATA).read_text())
+    assert plots.get("version") == 1 and plots.get("panels"), f"{PLOT_DATA}: no panels"
+    sizes = {"curve": ("x", ["train", "gen"]), "bars": ("labels", ["train", "gen"]),
+             "violin": ("groups", ["train", "gen"])}
+    for p in plots["panels"]:
+        assert {"name", "kind", "title"} <= set(p), f"{PLOT_DATA}: panel keys {sorted(p)}"
+        if p["kind"] == "histogram":
+            for k in ("train", "gen"):
+                assert p[k] is None or len(p[k]) == len(p["edges"]) - 1, \
+                    f"{PLOT_DATA} {p['name']}: {k} has not one value per bin"
+            continue
+        assert p["kind"] in sizes, f"{PLOT_DATA} {p['name']}: unknown kind {p['kind']!r}"
+        axis, series = sizes[p["kind"]]
+        for k in series:
+            assert len(p[k]) == len(p[axis]), \
+                f"{PLOT_DATA} {p['name']}: {k} has {len(p[k])} entries, {axis} {len(p[axis])}"
 
 
 def requires_dataset(name: str):
