@@ -57,8 +57,32 @@ def test_noise_floor_passes_the_gate_on_a_si_64(tmp_path):
     random = evaluate(rnd.sample(n, seed=0), ds, n, tmp_path / "random", **opts)
     res = learning_gate(floor, random)
     assert res.passed, res.checks
+    assert res.checks["unscored_as_generated"]["model"] == (0.0, 0.0)
     for name, c in res.checks.items():  # clear margins: the intervals are far apart
-        assert c["model"][1] < 0.5 * c["random"][0], (name, c)
+        if c["random"] is not None:
+            assert c["model"][1] < 0.5 * c["random"][0], (name, c)
+
+
+@requires_dataset("a-si-64")
+def test_coincident_atoms_are_left_out_of_as_generated_scores_and_counted():
+    """An atom on top of another has no Voronoi cell: such structures are counted as
+    unscored (pct_failed as generated) instead of crashing the fingerprints, and more than
+    1 % of them fails the gate."""
+    from dismai.datasets import load
+
+    ds = load("a-si-64")
+    val = ds.val[np.arange(10)]
+    frac = val.frac.copy()
+    frac[:3, 1] = frac[:3, 0]  # structures 0-2: atom 1 on atom 0
+    raw = ds.family.score_as_generated(val.with_frac(frac), ds, 1)
+    assert raw["pct_failed"]["value"] == pytest.approx(30.0)
+    clean = ds.family.score_as_generated(val[np.arange(3, 10)], ds, 1)
+    assert raw["d_rdf"] == clean["d_rdf"] and raw["d_motif"] == clean["d_motif"]
+    random = _ev({"d_motif": 1.0, "d_rdf": 16.0, "d_angle": 0.06}, 127.0)
+    good = _ev({"d_motif": 0.1, "d_rdf": 2.0, "d_angle": 0.01}, 10.0)
+    good.header["metrics_as_generated"]["pct_failed"] = raw["pct_failed"]
+    res = learning_gate(good, random)
+    assert not res.passed and res.summary().startswith("failed on unscored_as_generated")
 
 
 class _Copier:

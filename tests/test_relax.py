@@ -199,3 +199,22 @@ def test_parallel_equals_serial(tmp_path):
     for a, b in zip(serial.table, par.table, strict=True):
         assert {k: a[k] for k in ("index", "status", "steps", "e_final")} == {
             k: b[k] for k in ("index", "status", "steps", "e_final")}
+
+
+def test_unguarded_script_gets_the_main_guard_hint(tmp_path):
+    """Spawned workers re-import a script without `if __name__ == '__main__':` and die;
+    that is one clear error, not every structure recorded as a crash."""
+    script = tmp_path / "unguarded.py"
+    script.write_text(textwrap.dedent("""
+        from ase.build import bulk
+        from dismai.relax import relax_structures
+        from dismai.structures import StructureSet
+        ss = StructureSet.from_atoms([bulk("Si", "diamond", a=5.431, cubic=True)] * 4)
+        relax_structures(ss, "sw-vink", n_workers=2, progress=False,
+                         model_kwargs={"backend": "numpy"})
+        print("finished")
+    """))
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                       timeout=300, cwd=tmp_path)
+    assert r.returncode != 0 and "finished" not in r.stdout
+    assert "if __name__ == '__main__':" in r.stderr

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dismai.errors import InputError
+from dismai.errors import ComputationError, InputError
 from dismai.fileio import atomic_path, write_json
 from dismai.progress import reporter
 from dismai.structures import StructureSet
@@ -481,6 +481,7 @@ def _run_pool(pending: Sequence[int], cart, structures, model, settings, n_worke
     pool = new_pool()
     inflight: dict = {}
     isolated = False
+    succeeded, lone_deaths = False, 0  # workers that always die are not a structure's fault
     try:
         while queue or suspects or inflight:
             if suspects:
@@ -504,11 +505,20 @@ def _run_pool(pending: Sequence[int], cart, structures, model, settings, n_worke
                     continue
                 record(i, rec, pos)
                 advance(rec)
+                succeeded = True
             if not lost:
                 continue
             lost += list(inflight.values())  # everything still in flight died too
             inflight.clear()
             pool.shutdown(wait=False, cancel_futures=True)
+            if isolated and not succeeded:
+                lone_deaths += 1
+                if lone_deaths >= 3:
+                    raise ComputationError(
+                        "relaxation worker processes die before finishing any structure: if "
+                        "you call dismai from a script, put the call under `if __name__ == "
+                        "'__main__':` (workers are spawned and re-import the script); "
+                        "otherwise run with workers=1 or --debug to see why")
             for i in sorted(set(lost)):
                 if isolated:
                     rec = {"status": "error", "steps": 0, "e_initial": None,
