@@ -381,13 +381,14 @@ def test_evaluate_structures_writes_outputs(tmp_path, reference):
     ds = SimpleNamespace(name="alloy-test", family=get_family("alloy"),
                          reference=reference, template=gen[0])
     out = evaluate_structures(gen, ds, n_generated=15, out_dir=tmp_path).to_json()
-    assert list(out) == ["dataset", "n_input", "n_generated", "lattice_match", "metrics",
-                         "noise_floor"]
+    assert list(out) == ["schema_version", "dataset", "label", "n_input", "n_generated",
+                         "lattice_match", "metrics", "noise_floor", "provenance"]
+    assert out["schema_version"] == 2 and out["provenance"]["dataset"]["name"] == "alloy-test"
     assert (out["dataset"], out["n_input"], out["n_generated"]) == ("alloy-test", 12, 15)
     assert set(out["metrics"]) == {"d_cluster", "pct_vacancy", "pct_failed"}
     assert json.loads((tmp_path / "metrics.json").read_text()) == out
     for name in ("per_structure.csv", "sro_1NN.png", "sro_2NN.png", "energy_histogram.png",
-                 "metrics.txt"):
+                 "metrics.txt", "plot_data.json"):
         assert (tmp_path / name).stat().st_size > 0
     assert not list(tmp_path.glob(".*tmp"))  # atomic writes leave no temporaries
     with pytest.raises(ValueError, match="at least"):

@@ -422,6 +422,17 @@ def test_bench_diffcsp_end_to_end(tmp_path):
     report = (out / "report.md").read_text()
     assert report.startswith("# dismai bench: diffcsp") and "lattice_match=translated" in report
     assert (out / "run" / "model.pt").exists() and (out / "run" / "losses.csv").exists()
+    # a rerun resumes: the finished training and the samples are reused, not redone
+    state = json.loads((out / "bench_state.json").read_text())
+    assert state["samples"]["key"]["n"] == 6 and len(state["train"]) == 2
+    before = (out / "samples.extxyz").stat().st_mtime_ns
+    r = CliRunner().invoke(app, ["bench", "diffcsp", "--dataset", "alloy-1500K-narrow",
+                                 "--preset", "quick", "--config", str(cfg), "--n", "6",
+                                 "--out", str(out), "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert (out / "samples.extxyz").stat().st_mtime_ns == before
+    assert json.loads((out / "metrics.json").read_text())["metrics"] == m["metrics"]
+    assert json.loads((out / "bench_state.json").read_text())["train"] == state["train"]
 
 
 class _Subset:

@@ -383,6 +383,11 @@ class Trainer:
                "data_rng": data_rng.bit_generator.state}
         if has_ckpt:
             pos = self._load_checkpoint()
+            if pos["epoch"] >= cfg.epochs and pos["batch"] == 0 \
+                    and (self.run_dir / MODEL_FILE).exists():
+                m.set_train_mode(False)  # a finished run: resuming it touches no file
+                self.elapsed = pos["elapsed"]
+                return
         if self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             write_text(self.run_dir / CONFIG_FILE,

@@ -190,8 +190,9 @@ def family_tables(groups: list[Group]) -> list[Table]:
                     "[95 % pivotal bootstrap interval]. Lower is better.")
             if raw:
                 title += " - as generated (no move-apart, no relaxation)"
-                note += (" Scored on the structures as the model produced them; "
-                         "`relax steps` is the relaxed half of the learning gate.")
+                note += (" Scored on the structures as the model produced them; `% failed` "
+                         "here counts structures left out for coincident atoms; `relax "
+                         "steps` is the relaxed half of the learning gate.")
             tables.append(Table(title, fam, columns, rows, note))
     return tables
 
