@@ -38,7 +38,7 @@ class GateResult:
 
     def summary(self) -> str:
         bad = [k for k, c in self.checks.items() if not c["passed"]]
-        good = [k for k, c in self.checks.items() if c["passed"]]
+        good = [k for k, c in self.checks.items() if c["passed"] and c["random"] is not None]
         if self.passed:
             return "passed"
         return f"failed on {', '.join(bad)}" + (f" (beats random on {', '.join(good)})"
