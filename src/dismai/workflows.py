@@ -77,7 +77,7 @@ def evaluate(gen, dataset, n_generated: int | None = None, out=None, progress=Tr
     if html:
         from dismai.report import build_report
 
-        build_report([out], Path(out), progress=False)
+        build_report([out], Path(out))
     return ev
 
 
@@ -219,7 +219,8 @@ def bench(model: str, dataset, preset: str = "quick", config_file=None, n: int =
     # costs neither training nor sampling again; BENCH_STATE keeps their measured times
     state_path = out / BENCH_STATE
     state = _read_state(state_path)
-    key = {"model": model, "config": config_to_dict(cfg)}
+    cfg_dict = config_to_dict(cfg)
+    key = {"model": model, "config": cfg_dict}
     if state.get("key") != key:
         state = {"key": key}
     m = cls(cfg)
@@ -245,7 +246,6 @@ def bench(model: str, dataset, preset: str = "quick", config_file=None, n: int =
     t_sample, c_sample = state["samples"]["seconds"]
     eval_opts = model_eval_options(cls, family)
     raw = {"as_generated": True} if dataset.family.relaxes else {}
-    cfg_dict = config_to_dict(cfg)
     prov = {"model": {"name": model, "preset": preset,
                       "config_file": None if config_file is None else str(config_file),
                       "config_hash": config_hash(_model_keys(cfg_dict)), "config": cfg_dict,

@@ -13,7 +13,6 @@ Collects metrics.json files (dismai.report.collect), groups repeats, and writes 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from dismai.errors import InputError
@@ -23,7 +22,7 @@ from dismai.report.collect import find_results, group_results
 __all__ = ["build_report"]
 
 
-def build_report(paths, out, title: str = "dismai report", progress=True) -> dict:
+def build_report(paths, out, title: str = "dismai report") -> dict:
     """Build the report of the evaluation outputs under `paths` into folder `out`;
     returns {"out", "html", "groups", "tables", "ranks", "plots"}."""
     from dismai.provenance import environment
@@ -79,7 +78,7 @@ def build_report(paths, out, title: str = "dismai report", progress=True) -> dic
         md += [f"![{p['dataset']}: {p['title']}](plots/{p['path'].name})", ""]
     md.append(published_markdown(families))
     write_text(out / "report.md", "\n".join(md) + "\n")
-    write_text(out / "tables.csv", tables_csv(tables, groups))
+    write_text(out / "tables.csv", tables_csv(tables))
     write_text(out / "tables.tex", "\n".join(t.latex() for t in tables))
     board = leaderboard(groups, env)
     write_json(out / "leaderboard.json", board)
@@ -88,4 +87,4 @@ def build_report(paths, out, title: str = "dismai report", progress=True) -> dic
                        pub["note"], spider, caption, plots, groups)
     write_text(out / "report.html", page)
     return {"out": out, "html": out / "report.html", "groups": groups, "tables": tables,
-            "ranks": ranks, "plots": plots, "leaderboard": json.loads(json.dumps(board))}
+            "ranks": ranks, "plots": plots, "leaderboard": board}

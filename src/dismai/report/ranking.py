@@ -46,8 +46,9 @@ def _per_metric(groups: list[Group]):
         metrics = metric_columns(models[0].family, models) if len(models) >= 2 else []
         if not metrics:
             continue
-        table = np.array([[cell_of(g, m).mean if cell_of(g, m).n else np.nan
-                           for m in metrics] for g in models], dtype=np.float64)
+        means = [[cell_of(g, m).mean for m in metrics] for g in models]
+        table = np.array([[np.nan if v is None else v for v in row] for row in means],
+                         dtype=np.float64)
         yield d, models, metrics, np.array([_ranks(table[:, k]) for k in range(len(metrics))])
 
 

@@ -197,7 +197,7 @@ def family_tables(groups: list[Group]) -> list[Table]:
     return tables
 
 
-def tables_csv(tables: list[Table], groups: list[Group]) -> str:
+def tables_csv(tables: list[Table]) -> str:
     """Long format: one line per table row x dataset x metric, every number in full."""
     out = io.StringIO()
     out.write("table,model,repeats,dataset,metric,mean,min,max,value,lower,upper\n")
