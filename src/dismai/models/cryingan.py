@@ -17,7 +17,6 @@ lattice translations (``translation_grid``), drawn on the fly per epoch.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 from typing import ClassVar
 
@@ -28,7 +27,12 @@ from torch import nn
 
 from dismai.models.config import ConfigError, TrainConfig, _positive
 from dismai.models.periodic_knn import neighbour_distances, periodic_knn
-from dismai.models.training import TrainableModel, select_device
+from dismai.models.training import (
+    TrainableModel,
+    generator_state,
+    restore_generator,
+    select_device,
+)
 from dismai.structures import StructureSet
 
 __all__ = ["CryinGAN", "CryinGANConfig", "Generator", "Critic", "gradient_penalty",
@@ -295,19 +299,10 @@ class CryinGAN(TrainableModel):
                 for name, mod in self.modules().items()}
 
     def rng_states(self) -> dict:
-        return {"noise": self._noise.get_state(), "device": self._dev.type}
+        return generator_state(self._noise, self._dev)
 
     def set_rng_states(self, states: dict) -> None:
-        """Restore the noise stream; after a CPU <-> CUDA move, reseed it from the saved one.
-
-        Generator states are device-specific, and a device change breaks bit-identity
-        anyway; the reseeded stream is still a deterministic function of the checkpoint.
-        """
-        if states.get("device", "cpu") == self._dev.type:
-            self._noise.set_state(states["noise"])
-        else:
-            digest = hashlib.sha256(states["noise"].numpy().tobytes()).digest()
-            self._noise.manual_seed(int.from_bytes(digest[:8], "little"))
+        restore_generator(self._noise, states, self._dev)
 
     # ------------------------------------------------------------------ data
     def distances(self, frac: torch.Tensor, grad: bool = False) -> torch.Tensor:

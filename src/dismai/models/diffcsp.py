@@ -35,7 +35,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import hashlib
 import math
 import warnings
 from typing import ClassVar
@@ -48,7 +47,12 @@ from torch import nn
 from dismai.errors import InputError
 from dismai.models.base import TrainingDataError
 from dismai.models.config import ConfigError, TrainConfig, _non_negative, _positive
-from dismai.models.training import TrainableModel, select_device
+from dismai.models.training import (
+    TrainableModel,
+    generator_state,
+    restore_generator,
+    select_device,
+)
 from dismai.structures import StructureSet
 
 __all__ = ["DiffCSP", "DiffCSPConfig", "CSPNet", "reference_forward", "wrapped_normal_score",
@@ -521,15 +525,10 @@ class DiffCSP(TrainableModel):
         return {"adam": adam, "plateau": plateau}
 
     def rng_states(self) -> dict:
-        return {"noise": self._noise.get_state(), "device": self._dev.type}
+        return generator_state(self._noise, self._dev)
 
     def set_rng_states(self, states: dict) -> None:
-        """As CryinGAN: restore the stream, or reseed it from the saved one after a device move."""
-        if states.get("device", "cpu") == self._dev.type:
-            self._noise.set_state(states["noise"])
-        else:
-            digest = hashlib.sha256(states["noise"].numpy().tobytes()).digest()
-            self._noise.manual_seed(int.from_bytes(digest[:8], "little"))
+        restore_generator(self._noise, states, self._dev)
 
     # ------------------------------------------------------------------ network
     def _autocast(self):

@@ -21,6 +21,7 @@ class UnknownModelError(UnknownNameError):
 MODELS = Registry("model", error=UnknownModelError)
 MODELS.register("cryingan", "dismai.models.cryingan:CryinGAN")
 MODELS.register("diffcsp", "dismai.models.diffcsp:DiffCSP")
+MODELS.register("cdvae", "dismai.models.cdvae:CDVAE")
 MODELS.register("random", "dismai.models.baselines:RandomBaseline", baseline=True)
 MODELS.register("shuffled-lattice", "dismai.models.baselines:ShuffledLatticeBaseline",
                 baseline=True)

@@ -47,7 +47,8 @@ from dismai.models.config import TrainConfig, config_differences, config_to_dict
 from dismai.structures import StructureSet
 
 __all__ = ["TrainableModel", "Trainer", "RunDirError", "TrainingInterrupted", "select_device",
-           "CHECKPOINT", "MODEL_FILE", "CONFIG_FILE", "LOSSES_FILE"]
+           "generator_state", "restore_generator", "CHECKPOINT", "MODEL_FILE", "CONFIG_FILE",
+           "LOSSES_FILE"]
 
 CHECKPOINT = "checkpoint.pt"
 MODEL_FILE = "model.pt"
@@ -74,6 +75,27 @@ def select_device(name: str = "auto"):
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ModelError(f"device {name!r} requested but CUDA is not available")
     return torch.device(name)
+
+
+def generator_state(gen, device) -> dict:
+    """A model's noise generator as a checkpoint entry (with the device it lives on)."""
+    return {"noise": gen.get_state(), "device": device.type}
+
+
+def restore_generator(gen, states: dict, device) -> None:
+    """Restore a noise generator from :func:`generator_state`; after a CPU <-> CUDA move,
+    reseed it from the saved state instead.
+
+    Generator states are device-specific, and a device change breaks bit-identity anyway;
+    the reseeded stream is still a deterministic function of the checkpoint.
+    """
+    import hashlib
+
+    if states.get("device", "cpu") == device.type:
+        gen.set_state(states["noise"])
+    else:
+        digest = hashlib.sha256(states["noise"].numpy().tobytes()).digest()
+        gen.manual_seed(int.from_bytes(digest[:8], "little"))
 
 
 class TrainableModel(GenerativeModel):
