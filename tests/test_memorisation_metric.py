@@ -11,6 +11,7 @@ from dismai.metrics.memorisation import (
     near_copy_threshold,
     pct_near_copy,
 )
+from dismai.structures import StructureSet
 from dismai.testing import requires_dataset
 
 
@@ -38,6 +39,11 @@ def test_alloy_copies_are_found_and_validation_is_not():
     assert d_val.min() > 0.05  # 13 or more of 256 sites differ
     thr = near_copy_threshold(d_val)
     assert pct_near_copy(d_copy, thr) == 100.0 and pct_near_copy(d_val, thr) <= 5.0
+    # a structure with no atom near any site (found in a DiffCSP quick run: its atoms sat
+    # between the sites) is no copy, and must not stop the check
+    off = train[:2].with_frac((train[:2].frac + [0.0625, 0.0, 0.0]) % 1.0)
+    d_off = alloy_nearest(StructureSet.concat([off, copies[:1]]), train)
+    assert d_off.tolist() == [1.0, 1.0, 0.0]
 
 
 @requires_dataset("a-si-64")

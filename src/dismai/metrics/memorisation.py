@@ -94,14 +94,18 @@ def alloy_nearest(gen: StructureSet, train: StructureSet, candidates: int = 8) -
 
     def side(structures):  # occupations and the prefilter's cluster probabilities
         occ = _occupations(structures)
-        return occ, probability_vector(count_vector(occ))
+        filled = ((occ >= 0) & (occ < 3)).any(axis=1)  # a structure no atom matched has none
+        prob = np.full((len(occ), 45), np.nan)
+        if filled.any():
+            prob[filled] = probability_vector(count_vector(occ[filled]))
+        return occ, prob
 
     og, pg = side(gen)
     ot, pt = _cached(train, "sites", side)
     images = alloy_images().astype(np.int64)
-    out = np.empty(len(og))
+    out = np.ones(len(og))  # no occupied site: every site differs from any training structure
     k = min(candidates, len(ot))
-    for i in range(len(og)):
+    for i in np.flatnonzero(np.isfinite(pg[:, 0])):
         d = np.abs(pt - pg[i]).sum(axis=1)
         pick = np.argpartition(d, k - 1)[:k] if k < len(ot) else np.arange(len(ot))
         variants = np.empty_like(images, dtype=np.int8)

@@ -414,7 +414,7 @@ class DimeNetPP(nn.Module):
 # ---------------------------------------------------------------------------- GemNet-dT
 class _ScaledSiLU(nn.Module):
     def forward(self, x):
-        return F.silu(x) / 0.6
+        return F.silu(x) * (1 / 0.6)
 
 
 class Dense(nn.Module):

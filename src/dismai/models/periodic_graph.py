@@ -99,10 +99,7 @@ def radius_graph(frac: torch.Tensor, lattice: torch.Tensor, cutoff: float = 7.0,
     s = (idx + offset)[keep]
     o = shift[keep].round().long()  # neighbour position = frac[s] + o: image of the source
     if symmetrise == "union":  # every listed edge and its reverse, each once
-        rows = torch.cat([torch.cat([s[:, None], t[:, None], o], 1),
-                          torch.cat([t[:, None], s[:, None], -o], 1)])
-        rows = torch.unique(rows, dim=0)
-        s, t, o = rows[:, 0], rows[:, 1], rows[:, 2:]
+        s, t, o = _unique_edges(torch.cat([s, t]), torch.cat([t, s]), torch.cat([o, -o]), b * n)
     first = (s < t) | ((s == t) & _earlier(o))
     s, t, o = s[first], t[first], o[first]
     kept = s.shape[0]
@@ -111,6 +108,16 @@ def radius_graph(frac: torch.Tensor, lattice: torch.Tensor, cutoff: float = 7.0,
     img = torch.cat([o, -o]).to(frac.dtype)
     swap = (torch.arange(2 * kept, device=frac.device) + kept) % max(2 * kept, 1)
     return Edges(src, tgt, img, swap)
+
+
+def _unique_edges(s, t, o, n_nodes: int):
+    """Distinct (s, t, o) rows, o in {-1, 0, 1}^3, through one int64 key (a 1-d unique is
+    ~100x faster than ``torch.unique(dim=0)``)."""
+    code = ((o[:, 0] + 1) * 9 + (o[:, 1] + 1) * 3 + (o[:, 2] + 1))
+    key = torch.unique((s * n_nodes + t) * 27 + code)
+    code, st = key % 27, key // 27
+    o = torch.stack([code // 9, (code // 3) % 3, code % 3], 1) - 1
+    return st // n_nodes, st % n_nodes, o
 
 
 def _csr_by(key: torch.Tensor, n_nodes: int):
