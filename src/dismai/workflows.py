@@ -258,6 +258,8 @@ def bench(model: str, dataset, preset: str = "quick", config_file=None, n: int =
                       **eval_opts)
 
     baselines: dict[str, object] = {}
+    # the baselines are scored by the rule the model's evaluation used (same comparison)
+    base_opts = {**eval_opts, **dataset.family.resolved_options(result)}
     for b in dataset.family.baselines:
         if b == model:
             continue
@@ -266,12 +268,14 @@ def bench(model: str, dataset, preset: str = "quick", config_file=None, n: int =
         bgen = bm.sample(n, seed=seed)
         bdir = out / "baselines" / b
         write_extxyz(bgen, bdir / "samples.extxyz")
-        bprov = {"model": {"name": b, "preset": None, "config_hash": None, "seed": int(seed),
+        # a baseline scored by a pinned rule is its own entry in cross-run reports
+        blabel = b + "".join(f" [{k}={v}]" for k, v in base_opts.items())
+        bprov = {"model": {"name": blabel, "preset": None, "config_hash": None, "seed": int(seed),
                            "sample_seed": int(seed), "baseline": True,
                            "n_train": len(dataset.train)}}
         try:
-            baselines[b] = evaluate(bgen, dataset, n, bdir, progress, label=b,
-                                    provenance=bprov, **raw)
+            baselines[b] = evaluate(bgen, dataset, n, bdir, progress, label=blabel,
+                                    provenance=bprov, **raw, **base_opts)
         except DismaiError as exc:  # e.g. nothing on a lattice to score
             baselines[b] = f"failed: {str(exc).splitlines()[0]}"
 
@@ -295,6 +299,8 @@ def bench(model: str, dataset, preset: str = "quick", config_file=None, n: int =
         "values with 95 % pivotal bootstrap intervals",
         *([f"- model evaluated with {', '.join(f'{k}={v}' for k, v in eval_opts.items())} "
            "(the paper's choice for this model)"] if eval_opts else []),
+        *([f"- baselines evaluated with {', '.join(f'{k}={v}' for k, v in base_opts.items())}"
+           " (the model's rule)"] if base_opts else []),
         "",
         _markdown_table(header, rows),
     ]

@@ -167,6 +167,11 @@ class DatasetFamily:
         """Score `gen` (already checked against the dataset template) against `dataset`."""
         raise NotImplementedError
 
+    def resolved_options(self, evaluation: Evaluation) -> dict:
+        """The options an evaluation actually used where it chose one itself ("auto"), so
+        that ``dismai bench`` scores the baselines by the same rule as the model."""
+        return {}
+
     def write_outputs(self, evaluation: Evaluation, reference: dict, out_dir) -> None:
         """Per-structure CSV, plots and any family-specific files (not metrics.json or
         metrics.txt, which the evaluation core writes)."""

@@ -206,6 +206,13 @@ def he_orthogonal_(w: torch.Tensor) -> torch.Tensor:
     return w
 
 
+def _take(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """x[index] along dim 0 through index_select, whose backward (index_add_) is
+    deterministic on the CPU; plain indexing's backward (index_put_ with accumulate) is
+    not with several threads, which broke bit-identical resume."""
+    return x.index_select(0, index)
+
+
 def _segment_sum(x: torch.Tensor, index: torch.Tensor, size: int) -> torch.Tensor:
     return x.new_zeros((size,) + x.shape[1:]).index_add_(0, index, x)
 
@@ -344,7 +351,7 @@ class _DimeInteraction(nn.Module):
         x_ji = F.silu(self.lin_ji(x))
         x_kj = F.silu(self.lin_kj(x)) * self.lin_rbf2(self.lin_rbf1(rbf))
         x_kj = F.silu(self.lin_down(x_kj))
-        t = x_kj[idx_kj] * self.lin_sbf2(self.lin_sbf1(sbf))
+        t = _take(x_kj, idx_kj) * self.lin_sbf2(self.lin_sbf1(sbf))
         t = F.silu(self.lin_up(_segment_sum(t, idx_ji, x.shape[0])))
         h = x_ji + t
         for layer in self.before:
@@ -397,13 +404,13 @@ class DimeNetPP(nn.Module):
         vec = -edge_vectors(cart, lattice, e)  # target -> source image: R_j + o L - R_i
         dist = vec.norm(dim=-1)
         idx_kj, idx_ji = dimenet_triplets(e, n_nodes)
-        a, b = vec[idx_ji], vec[idx_kj]  # i -> j and j -> k (AS-CODED supplement angle)
+        a, b = _take(vec, idx_ji), _take(vec, idx_kj)  # i -> j, j -> k (AS-CODED supplement)
         angle = torch.atan2(torch.linalg.cross(a, b).norm(dim=-1), (a * b).sum(-1))
         rbf = self.rbf(dist)
         sbf = self.sbf(dist, angle, idx_kj)
         x_z = self.emb(z_atomic)
         r = F.silu(self.emb_rbf(rbf))
-        x = F.silu(self.emb_lin(torch.cat([x_z[e.target], x_z[e.source], r], -1)))
+        x = F.silu(self.emb_lin(torch.cat([_take(x_z, e.target), _take(x_z, e.source), r], -1)))
         p = self.outputs[0](x, rbf, e.target, n_nodes)
         for inter, out in zip(self.interactions, self.outputs[1:], strict=True):
             x = inter(x, rbf, sbf, idx_kj, idx_ji)
@@ -467,9 +474,9 @@ class _TripletInteraction(nn.Module):
 
     def forward(self, m, rbf3, basis, trip, id_swap):
         x = self.dense_ba(m) * self.mlp_rbf(rbf3) * self.s_rbf
-        x = self.down(x)[trip.id3_ba]  # (T, trip)
+        x = _take(self.down(x), trip.id3_ba)  # (T, trip)
         x = efficient_bilinear(x, basis, trip, self.bilinear) * self.s_cbf
-        return (self.up_ca(x) + self.up_ac(x)[id_swap]) / math.sqrt(2)
+        return (self.up_ca(x) + _take(self.up_ac(x), id_swap)) / math.sqrt(2)
 
 
 class _Triplets:
@@ -525,7 +532,7 @@ class _EdgeEmbedding(nn.Module):
         self.dense = Dense(2 * h_atom + h_in, h_out)
 
     def forward(self, h, x, e: Edges):
-        return self.dense(torch.cat([h[e.source], h[e.target], x], -1))
+        return self.dense(torch.cat([_take(h, e.source), _take(h, e.target), x], -1))
 
 
 class _Interaction(nn.Module):
@@ -604,7 +611,7 @@ class GemNetT(nn.Module):
         vec = edge_vectors(cart, lattice, e)  # source image -> target
         dist = vec.norm(dim=-1)
         v_st = vec / dist[:, None]
-        cos = (v_st[trip.id3_ca] * v_st[trip.id3_ba]).sum(-1).clamp(-1, 1)
+        cos = (_take(v_st, trip.id3_ca) * _take(v_st, trip.id3_ba)).sum(-1).clamp(-1, 1)
         rbf = gaussian_rbf(dist, self.cfg.dec_num_radial, self.cfg.dec_cutoff)
         cbf = _legendre_y0(cos, self.cfg.dec_num_spherical)  # (T, L)
         sph = cbf.new_zeros(len(e), trip.kmax, cbf.shape[-1])

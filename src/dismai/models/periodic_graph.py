@@ -55,7 +55,8 @@ def edge_vectors(cart: torch.Tensor, lattice: torch.Tensor, e: Edges) -> torch.T
     """(E, 3) vectors from the source image to the target: R_t - (R_s + o L).
 
     cart: (B N, 3) Cartesian positions; lattice (3, 3), rows = cell vectors."""
-    return cart[e.target] - cart[e.source] - e.image @ lattice
+    # index_select: its backward is deterministic on the CPU (plain indexing's is not)
+    return cart.index_select(0, e.target) - cart.index_select(0, e.source) - e.image @ lattice
 
 
 # ---------------------------------------------------------------------------- decoder graph
