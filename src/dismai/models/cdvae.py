@@ -68,6 +68,7 @@ from dismai.models.periodic_graph import (
 )
 from dismai.models.training import (
     TrainableModel,
+    adam_with_plateau,
     generator_state,
     restore_generator,
     select_device,
@@ -747,14 +748,8 @@ class CDVAE(TrainableModel):
         return {"net": self.net}
 
     def make_optimizers(self) -> dict:
-        cfg = self.config
-        adam = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
-                                eps=cfg.adam_eps)
-        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            adam, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience,
-            min_lr=cfg.min_lr)
-        plateau.last_val = None
-        return {"adam": adam, "plateau": plateau}
+        """Adam plus its ReduceLROnPlateau, whose state the Trainer checkpoints alongside."""
+        return adam_with_plateau(self.net.parameters(), self.config)
 
     def rng_states(self) -> dict:
         return generator_state(self._noise, self._dev)

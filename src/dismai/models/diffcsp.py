@@ -49,6 +49,7 @@ from dismai.models.base import TrainingDataError
 from dismai.models.config import ConfigError, TrainConfig, _non_negative, _positive
 from dismai.models.training import (
     TrainableModel,
+    adam_with_plateau,
     generator_state,
     restore_generator,
     select_device,
@@ -515,14 +516,7 @@ class DiffCSP(TrainableModel):
 
     def make_optimizers(self) -> dict:
         """Adam plus its ReduceLROnPlateau, whose state the Trainer checkpoints alongside."""
-        cfg = self.config
-        adam = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
-                                eps=cfg.adam_eps)
-        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            adam, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience,
-            min_lr=cfg.min_lr)
-        plateau.last_val = None  # newest validation loss; saved with the scheduler state
-        return {"adam": adam, "plateau": plateau}
+        return adam_with_plateau(self.net.parameters(), self.config)
 
     def rng_states(self) -> dict:
         return generator_state(self._noise, self._dev)

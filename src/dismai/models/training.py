@@ -47,7 +47,8 @@ from dismai.models.config import TrainConfig, config_differences, config_to_dict
 from dismai.structures import StructureSet
 
 __all__ = ["TrainableModel", "Trainer", "RunDirError", "TrainingInterrupted", "select_device",
-           "generator_state", "restore_generator", "CHECKPOINT", "MODEL_FILE", "CONFIG_FILE",
+           "adam_with_plateau", "generator_state", "restore_generator", "CHECKPOINT",
+           "MODEL_FILE", "CONFIG_FILE",
            "LOSSES_FILE"]
 
 CHECKPOINT = "checkpoint.pt"
@@ -75,6 +76,21 @@ def select_device(name: str = "auto"):
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ModelError(f"device {name!r} requested but CUDA is not available")
     return torch.device(name)
+
+
+def adam_with_plateau(params, cfg) -> dict:
+    """{"adam", "plateau"}: Adam and its ReduceLROnPlateau on the validation loss, the
+    optimiser both score models publish (cfg: lr, beta1, beta2, adam_eps, plateau_factor,
+    plateau_patience, min_lr).  ``plateau.last_val`` holds the newest validation loss and
+    is saved with the scheduler state."""
+    import torch
+
+    adam = torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.adam_eps)
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        adam, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience,
+        min_lr=cfg.min_lr)
+    plateau.last_val = None
+    return {"adam": adam, "plateau": plateau}
 
 
 def generator_state(gen, device) -> dict:
