@@ -143,12 +143,14 @@ class CDVAEConfig(TrainConfig):
     n_step_each: int = 100  # Langevin (§2.7)
     step_lr: float = 1e-4
     min_sigma: float = 0.0
+    max_sigma: float = 0.0  # > 0: the sampler skips levels above it (not published; cpu preset)
     sample_batch_size: int = 25  # §2.7 item 4
     graph_workers: int = 1  # processes for the one-off CrystalNN graphs
     bf16: bool = False  # CUDA only
 
     RESUMABLE_KEYS: ClassVar[frozenset] = TrainConfig.RESUMABLE_KEYS | {
-        "sample_batch_size", "graph_workers"}
+        "sample_batch_size", "graph_workers", "n_step_each", "step_lr", "min_sigma",
+        "max_sigma"}  # sampling only: changing them never invalidates training
 
     def validate(self) -> None:
         super().validate()
@@ -162,7 +164,10 @@ class CDVAEConfig(TrainConfig):
         _non_negative(self, "num_atom_layers", "envelope_exponent", "cost_natom",
                       "cost_lattice", "cost_coord", "cost_composition", "beta", "min_lr",
                       "plateau_patience", "val_every", "grad_clip_value", "step_lr",
-                      "min_sigma")
+                      "min_sigma", "max_sigma")
+        if self.max_sigma and self.max_sigma < self.sigma_end:
+            raise ConfigError(f"max_sigma ({self.max_sigma}) is below the smallest noise level "
+                              f"({self.sigma_end}): the sampler would skip every level")
         if self.graph_symmetrise not in SYMMETRISATIONS:
             raise ConfigError(f"graph_symmetrise must be one of {SYMMETRISATIONS}, "
                               f"got {self.graph_symmetrise!r}")
@@ -920,6 +925,8 @@ class CDVAE(TrainableModel):
         for sigma in net.sigmas.tolist():
             if sigma < cfg.min_sigma:
                 break
+            if cfg.max_sigma and sigma > cfg.max_sigma:
+                continue  # from uniform, such levels add little in a small cell (docs/cdvae.md)
             step = cfg.step_lr * (sigma / sig_min) ** 2
             for _ in range(cfg.n_step_each):
                 xi = torch.randn((b, n, 3), generator=g).to(dev)

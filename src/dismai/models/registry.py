@@ -22,6 +22,7 @@ MODELS = Registry("model", error=UnknownModelError)
 MODELS.register("cryingan", "dismai.models.cryingan:CryinGAN")
 MODELS.register("diffcsp", "dismai.models.diffcsp:DiffCSP")
 MODELS.register("cdvae", "dismai.models.cdvae:CDVAE")
+MODELS.register("crystens", "dismai.models.crystens:CrysTens")
 MODELS.register("random", "dismai.models.baselines:RandomBaseline", baseline=True)
 MODELS.register("shuffled-lattice", "dismai.models.baselines:ShuffledLatticeBaseline",
                 baseline=True)

@@ -1,0 +1,158 @@
+"""The Imagen-style diffusion core: schedule values, min-SNR weighting, dynamic thresholding,
+the posterior, nearest resizing, EMA, U-Net shapes and sampling determinism."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from dismai.models.image_diffusion import (
+    EMA,
+    UNet,
+    alpha_sigma,
+    cosine_log_snr,
+    diffusion_loss,
+    dynamic_threshold,
+    linear_log_snr,
+    min_snr_weight,
+    posterior,
+    resize_nearest,
+    sample_images,
+)
+
+
+def _tiny(**kw):
+    torch.manual_seed(0)
+    args = {"channels": 4, "dim": 8, "dim_mults": (1, 2), "resnet_blocks": (1, 1),
+            "attns": (False, True), "cross_attns": (False, True), "linear_attn": True,
+            "heads": 2, "dim_head": 4, "groups": 4}
+    args.update(kw)
+    return UNet(**args)
+
+
+def test_cosine_log_snr_known_values():
+    t = torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)
+    got = cosine_log_snr(t)
+    # by hand: -log(cos((t + 0.008)/1.008 * pi/2)^-2 - 1)
+    want = [-math.log(math.cos(0.008 / 1.008 * math.pi / 2) ** -2 - 1),
+            -math.log(math.cos(0.508 / 1.008 * math.pi / 2) ** -2 - 1)]
+    assert got[0].item() == pytest.approx(want[0], rel=1e-12)  # 8.77: nearly clean
+    assert got[1].item() == pytest.approx(want[1], rel=1e-12)  # about -0.025 at t = 0.5
+    assert got[2] < -30  # t = 1: pure noise
+    a, s = alpha_sigma(got)
+    assert torch.allclose(a ** 2 + s ** 2, torch.ones(3, dtype=torch.float64))
+
+
+def test_linear_log_snr_known_value():
+    t = torch.tensor([0.2], dtype=torch.float64)
+    assert linear_log_snr(t).item() == pytest.approx(-math.log(math.expm1(1e-4 + 0.4)),
+                                                     rel=1e-12)
+
+
+def test_min_snr_weight():
+    log_snr = torch.log(torch.tensor([0.5, 5.0, 20.0], dtype=torch.float64))
+    # SNR below gamma: weight 1; above: gamma / SNR
+    assert torch.allclose(min_snr_weight(log_snr, 5.0),
+                          torch.tensor([1.0, 1.0, 0.25], dtype=torch.float64))
+
+
+def test_dynamic_threshold_known_tensor():
+    # sample 0 within [-1, 1]: unchanged (s floored at 1); sample 1: clamp at its 95th
+    # percentile of |x| and divide by it
+    x = torch.stack([torch.linspace(-0.9, 0.9, 21), torch.linspace(-4.0, 4.0, 21)])
+    got = dynamic_threshold(x, 0.95)
+    assert torch.allclose(got[0], x[0])
+    s = torch.quantile(x[1].abs(), 0.95)
+    assert torch.allclose(got[1], x[1].clamp(-s, s) / s)
+    assert got[1].abs().max() == pytest.approx(1.0)
+
+
+def test_posterior_reaches_x0_at_the_end():
+    x_t, x0 = torch.randn(2, 3, 4, 4), torch.randn(2, 3, 4, 4)
+    ls = cosine_log_snr(torch.full((2,), 0.5))
+    mean, var = posterior(x_t, x0, ls, torch.full((2,), 40.0))  # next time: essentially clean
+    assert torch.allclose(mean, x0, atol=1e-6)
+    assert var.max() < 1e-12
+    _, var = posterior(x_t, x0, ls, ls)  # no step: no variance, mean = x_t
+    assert var.abs().max() == 0
+
+
+def test_nearest_resize_keeps_the_documented_lines():
+    x = torch.arange(280.0)[None, None, :, None].expand(1, 1, 280, 280)
+    small = resize_nearest(x, 64, clamp=False)
+    lines = small[0, 0, :, 0].long().tolist()
+    assert lines[:5] == [0, 4, 8, 13, 17]  # floor(m 280 / 64), spec 3.2
+    assert resize_nearest(torch.full((1, 1, 8, 8), 3.0), 8).max() == 1.0  # clamped
+
+
+@pytest.mark.parametrize("size,kw", [(16, {}), (24, {"memory_efficient": True,
+                                                     "lowres_cond": True})])
+def test_unet_shapes(size, kw):
+    net = _tiny(**kw)
+    x = torch.randn(2, 4, size, size)
+    extra = {"lowres": torch.randn_like(x), "lowres_log_snr": torch.zeros(2)} \
+        if kw.get("lowres_cond") else {}
+    out = net(x, torch.zeros(2), **extra)
+    assert out.shape == x.shape
+    assert out.abs().max() == 0  # zero-initialised output convolution
+    bad = torch.randn(2, 4, size + 1, size + 1)
+    if extra:
+        extra["lowres"] = torch.randn_like(bad)
+    with pytest.raises(ValueError, match="multiple of"):
+        net(bad, torch.zeros(2), **extra)
+
+
+def test_paper_unets_have_the_published_layout():
+    base = UNet(4, 64, (1, 2, 4), (3, 3, 3), (False, True, True), (False, True, True), True)
+    sr = UNet(4, 64, (1, 2, 4), (2, 4, 8), (False, False, True), (False, False, True), False,
+              lowres_cond=True, memory_efficient=True)
+    assert base.side_multiple == 4 and sr.side_multiple == 8  # 64 -> 16; L -> L/8
+    assert "attn" not in base.downs[0] or "Linear" in type(base.downs[0]["attn"]).__name__
+    assert [len(lv["blocks"]) for lv in sr.downs] == [2, 4, 8]
+
+
+def test_loss_trains_and_sampling_is_deterministic():
+    net = _tiny()
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.rand(4, 4, 16, 16) * 2 - 1
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+
+    def held_out():  # the same times and noise every call
+        with torch.no_grad():
+            return sum(float(diffusion_loss(net, x0, torch.Generator().manual_seed(k)))
+                       for k in range(8))
+
+    first = held_out()
+    for _ in range(60):
+        loss = diffusion_loss(net, x0, g)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert held_out() < 0.8 * first
+    a = sample_images(net, (2, 4, 16, 16), 5, torch.Generator().manual_seed(3), "cpu")
+    b = sample_images(net, (2, 4, 16, 16), 5, torch.Generator().manual_seed(3), "cpu")
+    c = sample_images(net, (2, 4, 16, 16), 5, torch.Generator().manual_seed(4), "cpu")
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert a.abs().max() <= 1.0  # clamped to the data range at the end
+
+
+def test_ema_follows_ema_pytorch_rules():
+    net = torch.nn.Linear(2, 1)
+    ema = EMA(net, beta=0.9999, after=100, every=10, power=2 / 3)
+    for _ in range(101):  # copied outright while step <= after
+        with torch.no_grad():
+            net.weight.add_(1.0)
+        ema.update(net)
+    assert torch.equal(ema.shadow.weight, net.weight)  # the copy at step 100
+    ema.step.fill_(110)
+    d = 1 - (1 + 9) ** (-2 / 3)
+    assert ema.decay() == pytest.approx(d)
+    before = ema.shadow.weight.clone()
+    ema.update(net)  # step 110: an averaging update with decay d
+    assert torch.allclose(ema.shadow.weight, d * before + (1 - d) * net.weight)
+    assert int(ema.step) == 111
+    other = EMA(torch.nn.Linear(2, 1))
+    other.load_state_dict(ema.state_dict())
+    assert int(other.step) == 111 and torch.equal(other.shadow.weight, ema.shadow.weight)
