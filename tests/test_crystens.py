@@ -156,3 +156,18 @@ def test_samples_carry_reconstruction_statistics(toy):
     assert set(s.properties) >= {"crystens_coord_mae", "crystens_atom_num_accuracy"}
     assert np.all((s.properties["crystens_atom_num_accuracy"] >= 0)
                   & (s.properties["crystens_atom_num_accuracy"] <= 1))
+
+
+def test_samples_come_from_the_best_validation_snapshot(toy):
+    m = create_model("crystens", {**TINY, "epochs": 3})
+    m.fit(toy[:8], toy[8:])
+    best = m.modules()["base_best"]
+    assert best.filled  # a validation loss was offered every epoch
+    assert m._sampler("base") is best.weights
+    m.config.sample_weights = "last"
+    assert m._sampler("base") is m.modules()["base_ema"].shadow
+    kept = float(best.loss)
+    assert not best.offer(kept + 1.0, m.base) and float(best.loss) == kept
+    assert best.offer(kept - 1.0, m.base) and float(best.loss) == kept - 1.0
+    assert all(torch.equal(a, b) for a, b in zip(best.weights.state_dict().values(),
+                                                  m.base.state_dict().values(), strict=True))

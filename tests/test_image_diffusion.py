@@ -147,12 +147,20 @@ def test_ema_follows_ema_pytorch_rules():
         ema.update(net)
     assert torch.equal(ema.shadow.weight, net.weight)  # the copy at step 100
     ema.step.fill_(110)
-    d = 1 - (1 + 9) ** (-2 / 3)
-    assert ema.decay() == pytest.approx(d)
+    ema.update(net)  # step 110, the first past `after`: copies, then averages -> the weights
+    assert torch.equal(ema.shadow.weight, net.weight) and bool(ema.initted)
+    with torch.no_grad():
+        net.weight.add_(1.0)
+    ema.step.fill_(120)
     before = ema.shadow.weight.clone()
-    ema.update(net)  # step 110: an averaging update with decay d
+    ema.update(net)  # step 120: the counter is now 121, e = 121 - 100 - 1 = 20
+    d = 1 - (1 + 20) ** (-2 / 3)
+    assert ema.decay() == pytest.approx(d)
     assert torch.allclose(ema.shadow.weight, d * before + (1 - d) * net.weight)
-    assert int(ema.step) == 111
+    assert int(ema.step) == 121
+    ema.step.fill_(10 ** 9)
+    assert ema.decay() == 0.9999  # capped at beta
+    ema.step.fill_(121)
     other = EMA(torch.nn.Linear(2, 1))
     other.load_state_dict(ema.state_dict())
-    assert int(other.step) == 111 and torch.equal(other.shadow.weight, ema.shadow.weight)
+    assert int(other.step) == 121 and torch.equal(other.shadow.weight, ema.shadow.weight)

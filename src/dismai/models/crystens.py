@@ -34,7 +34,14 @@ import torch
 
 from dismai.errors import ConfigError, InputError, TrainingDataError
 from dismai.models.config import TrainConfig, _non_negative, _positive
-from dismai.models.image_diffusion import EMA, UNet, diffusion_loss, resize_nearest, sample_images
+from dismai.models.image_diffusion import (
+    EMA,
+    BestWeights,
+    UNet,
+    diffusion_loss,
+    resize_nearest,
+    sample_images,
+)
 from dismai.models.training import TrainableModel, generator_state, restore_generator, select_device
 from dismai.structures import StructureSet, species_blocks
 
@@ -196,10 +203,13 @@ class CrysTensConfig(TrainConfig):
     lowres_noise_level: float = 0.2
     sample_batch_size: int = 25
     permute_augment: bool = False  # relabel atoms within species blocks every step
-    val_every: int = 5  # epochs; validation loss of both U-Nets (logged only)
+    val_every: int = 5  # epochs; validation loss of both U-Nets
+    sample_weights: str = "best"  # best: EMA weights at each U-Net's lowest validation loss
+
 
     RESUMABLE_KEYS: ClassVar[frozenset] = TrainConfig.RESUMABLE_KEYS | {
-        "sample_steps", "lowres_noise_level", "sample_batch_size", "threshold_percentile"}
+        "sample_steps", "lowres_noise_level", "sample_batch_size", "threshold_percentile",
+        "sample_weights"}
 
     def validate(self) -> None:
         super().validate()
@@ -220,6 +230,8 @@ class CrysTensConfig(TrainConfig):
             raise ConfigError("threshold_percentile must lie in (0, 1]")
         if not 0 <= self.lowres_noise_level < 1:
             raise ConfigError("lowres_noise_level must lie in [0, 1)")
+        if self.sample_weights not in ("best", "last"):
+            raise ConfigError(f"sample_weights must be best or last, got {self.sample_weights!r}")
         if not 0 <= self.ema_beta < 1:
             raise ConfigError("ema_beta must lie in [0, 1)")
 
@@ -259,7 +271,8 @@ class CrysTens(TrainableModel):
             raise TrainingDataError(f"base_size {self._base_side} is not a multiple of "
                                     f"{self.base.side_multiple}")
         self.cascade = self.side > self._base_side
-        mods = {"base": self.base, "base_ema": self._ema(self.base)}
+        mods = {"base": self.base, "base_ema": self._ema(self.base),
+                "base_best": BestWeights(self.base)}
         if self.cascade:
             self.sr = UNet(4, cfg.sr_dim, cfg.sr_dim_mults, cfg.sr_resnet_blocks, cfg.sr_attns,
                            cfg.sr_cross_attns, cfg.sr_linear_attn, lowres_cond=True,
@@ -267,7 +280,8 @@ class CrysTens(TrainableModel):
             if self.side % self.sr.side_multiple:
                 raise TrainingDataError(f"image side {self.side} is not a multiple of "
                                         f"{self.sr.side_multiple} (super-resolution U-Net)")
-            mods.update({"sr": self.sr, "sr_ema": self._ema(self.sr)})
+            mods.update({"sr": self.sr, "sr_ema": self._ema(self.sr),
+                         "sr_best": BestWeights(self.sr)})
         self._mods = mods
         self.scaler: dict | None = None
         self._noise = torch.Generator(device=self._dev)
@@ -370,6 +384,9 @@ class CrysTens(TrainableModel):
                 and (self._epoch + 1) % cfg.val_every == 0):
             for k, v in self.validation_losses(self._epoch).items():
                 stats[f"val_{k}_loss"] = (v, 1)
+                # the published best checkpoint: EMA weights when the validation loss of the
+                # (non-EMA) U-Net is lowest
+                self._mods[f"{k}_best"].offer(v, self._mods[f"{k}_ema"].shadow)
         return stats
 
     @torch.no_grad()
@@ -396,23 +413,31 @@ class CrysTens(TrainableModel):
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
     def sample_images(self, n: int, seed: int) -> np.ndarray:
-        """(n, 4, L, L) generated images in [0, 1] (EMA weights, `sample_steps` steps per
-        stage, sample_batch_size at a time)."""
+        """(n, 4, L, L) generated images in [0, 1] (see _sampler for the weights;
+        `sample_steps` steps per stage, sample_batch_size at a time)."""
         cfg = self.config
         g = torch.Generator().manual_seed(seed)
         out = []
         for start in range(0, n, cfg.sample_batch_size):
             b = min(cfg.sample_batch_size, n - start)
             kw = {"percentile": cfg.threshold_percentile}
-            x = sample_images(self._mods["base_ema"], (b, 4, self._base_side, self._base_side),
+            x = sample_images(self._sampler("base"), (b, 4, self._base_side, self._base_side),
                               cfg.sample_steps, g, self._dev, **kw)
             if self.cascade:
                 low = resize_nearest(x, self.side)
-                x = sample_images(self._mods["sr_ema"], (b, 4, self.side, self.side),
+                x = sample_images(self._sampler("sr"), (b, 4, self.side, self.side),
                                   cfg.sample_steps, g, self._dev, lowres=low,
                                   lowres_noise_level=cfg.lowres_noise_level, **kw)
             out.append(((x + 1) / 2).cpu())
         return torch.cat(out).numpy()
+
+    def _sampler(self, unet: str):
+        """The weights a U-Net samples with: its best EMA snapshot (sample_weights best, once
+        a validation ran) or its last EMA weights."""
+        best = self._mods[f"{unet}_best"]
+        if self.config.sample_weights == "best" and best.filled:
+            return best.weights
+        return self._mods[f"{unet}_ema"].shadow
 
     def _sample_frac(self, n: int, seed: int):
         """Generate images and reconstruct them; images with NaN are failed structures and

@@ -34,7 +34,7 @@ from torch import nn
 
 __all__ = ["cosine_log_snr", "linear_log_snr", "alpha_sigma", "min_snr_weight",
            "dynamic_threshold", "posterior", "resize_nearest", "diffusion_loss",
-           "sample_images", "EMA", "UNet"]
+           "sample_images", "EMA", "BestWeights", "UNet"]
 
 
 # ---------------------------------------------------------------------------- schedules
@@ -172,10 +172,13 @@ def _sample(unet, shape, steps, gen, device, lowres, lowres_noise_level, percent
 
 # ---------------------------------------------------------------------------- EMA
 class EMA(nn.Module):
-    """Exponential moving average of a module's weights, ema-pytorch style: copied outright
-    for the first `after` updates, then averaged every `every` updates with decay
-    min(beta, 1 - (1 + k)^-power), k = updates past `after`.  A module itself, so its
-    weights and update count go into checkpoints with everything else."""
+    """Exponential moving average of a module's weights, as ema-pytorch keeps it.
+
+    Update k (counting from 0) acts only when k is a multiple of `every`: while k <= `after`
+    it copies the weights outright; the first update past `after` copies them once more and
+    then averages (so it leaves the weights themselves); later ones average with decay
+    min(beta, 1 - (1 + e)^-power), e = k + 1 - after - 1 (the counter already advanced),
+    0 when e <= 0.  A module itself, so its weights and counters go into checkpoints."""
 
     def __init__(self, module: nn.Module, beta: float = 0.9999, after: int = 100,
                  every: int = 10, power: float = 2 / 3):
@@ -183,6 +186,7 @@ class EMA(nn.Module):
         self.shadow = copy.deepcopy(module).eval().requires_grad_(False)
         self.beta, self.after, self.every, self.power = beta, after, every, power
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
+        self.register_buffer("initted", torch.zeros((), dtype=torch.bool))
 
     def train(self, mode: bool = True):  # the average never trains (no dropout)
         super().train(mode)
@@ -190,8 +194,9 @@ class EMA(nn.Module):
         return self
 
     def decay(self) -> float:
-        k = int(self.step) - self.after - 1
-        return 0.0 if k <= 0 else min(self.beta, 1 - (1 + k) ** -self.power)
+        """The decay an averaging update uses now (after the counter advanced)."""
+        e = int(self.step) - self.after - 1
+        return 0.0 if e <= 0 else min(self.beta, 1 - (1 + e) ** -self.power)
 
     @torch.no_grad()
     def update(self, module: nn.Module) -> None:
@@ -200,12 +205,12 @@ class EMA(nn.Module):
         if step % self.every:
             return
         src = module.state_dict()
-        if step <= self.after:
+        if step <= self.after or not bool(self.initted):
             self.shadow.load_state_dict(src)
-            return
-        self.step -= 1  # the decay is that of this update's step
+            if step <= self.after:
+                return
+            self.initted.fill_(True)
         d = self.decay()
-        self.step += 1
         for k, v in self.shadow.state_dict().items():
             if v.dtype.is_floating_point:
                 v.lerp_(src[k], 1 - d)
@@ -214,6 +219,38 @@ class EMA(nn.Module):
 
     def forward(self, *args, **kwargs):
         return self.shadow(*args, **kwargs)
+
+
+class BestWeights(nn.Module):
+    """A copy of a module's weights at the lowest validation loss offered so far, with that
+    loss: what the published "best" checkpoints held, kept inside the model's state so it
+    goes into checkpoints and model files."""
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.weights = copy.deepcopy(module).eval().requires_grad_(False)
+        self.register_buffer("loss", torch.tensor(float("inf"), dtype=torch.float64))
+
+    @property
+    def filled(self) -> bool:
+        return bool(torch.isfinite(self.loss))
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.weights.eval()
+        return self
+
+    @torch.no_grad()
+    def offer(self, loss: float, source: nn.Module) -> bool:
+        """Keep `source`'s weights if `loss` beats the best so far; True if kept."""
+        if not math.isfinite(loss) or loss >= float(self.loss):
+            return False
+        self.weights.load_state_dict(source.state_dict())
+        self.loss.fill_(loss)
+        return True
+
+    def forward(self, *args, **kwargs):
+        return self.weights(*args, **kwargs)
 
 
 # ---------------------------------------------------------------------------- U-Net parts
