@@ -171,3 +171,33 @@ def test_samples_come_from_the_best_validation_snapshot(toy):
     assert best.offer(kept - 1.0, m.base) and float(best.loss) == kept - 1.0
     assert all(torch.equal(a, b) for a, b in zip(best.weights.state_dict().values(),
                                                   m.base.state_dict().values(), strict=True))
+
+
+def test_an_image_with_nan_is_a_failed_structure(toy, monkeypatch):
+    m = create_model("crystens", {**TINY, "epochs": 1})
+    m.fit(toy[:8])
+    imgs = m.images(toy[:3])
+    imgs[0, 2, 20, 5] = np.nan  # a lattice line: not used for the coordinates
+    imgs[1, 2, 20, 2] = np.nan  # one copy of atom 8's y: no coordinates
+    monkeypatch.setattr(m, "sample_images", lambda n, seed: imgs[:n])
+    s = m.sample(3, seed=0)
+    assert len(s) == 2  # the bench counts the missing one against n as failed
+    assert np.allclose(s.frac[0], toy.frac[0], atol=1e-5)
+    assert np.allclose(s.frac[1], toy.frac[2], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_crystens_memorises_two_structures():
+    """A single-stage U-Net (dim 16) on the two-structure set, 600 steps at batch 32, lr 2e-3:
+    measured RMS 0.17-0.40 Å to the nearest training structure for all 16 samples (random
+    structures: 1.7-2.2 Å), every atomic number right; about 470 CPU-s."""
+    from dismai.testing import check_memorisation
+
+    pair = toy_structures(2, seed=3, n_fe=2, n_ni=2, n_cr=2)
+    cfg = {"batch_size": 32, "epochs": 600, "base_size": 24, "base_dim": 16,
+           "base_dim_mults": [1, 2], "base_resnet_blocks": [1, 1], "base_attns": [False, True],
+           "base_cross_attns": [False, True], "heads": 2, "dim_head": 16, "groups": 4,
+           "lr": 2e-3, "ema_after": 10, "ema_every": 1, "ema_beta": 0.99, "sample_steps": 50,
+           "val_every": 0, "n_sample_dump": 0, "device": "cpu", "checkpoint_minutes": 0.0}
+    check_memorisation("crystens", cfg, pair, copies=16, n_sample=16, rms_tol=0.5,
+                       min_fraction=0.9)

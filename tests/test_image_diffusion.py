@@ -164,3 +164,23 @@ def test_ema_follows_ema_pytorch_rules():
     other = EMA(torch.nn.Linear(2, 1))
     other.load_state_dict(ema.state_dict())
     assert int(other.step) == 121 and torch.equal(other.shadow.weight, ema.shadow.weight)
+
+
+def test_fused_attention_equals_the_einsum_form():
+    from dismai.models.image_diffusion import Attention, _l2norm
+
+    torch.manual_seed(0)
+    att = Attention(16, heads=4, dim_head=8, context_dim=12).double()
+    x, ctx = torch.randn(3, 10, 16, dtype=torch.float64), torch.randn(3, 2, 12,
+                                                                      dtype=torch.float64)
+    b, n, _ = x.shape
+    h = att.norm(x)
+    q = att.to_q(h).reshape(b, n, 4, -1).transpose(1, 2)
+    k, v = att.to_kv(h).chunk(2, dim=-1)
+    nk, nv = (t.expand(b, 1, -1) for t in att.null_kv.unbind(0))
+    ck, cv = att.to_context(ctx).chunk(2, dim=-1)
+    k, v = torch.cat([ck, nk, k], 1), torch.cat([cv, nv, v], 1)
+    q, k = _l2norm(q) * att.q_scale, _l2norm(k) * att.k_scale
+    w = (torch.einsum("bhid,bjd->bhij", q, k) * 8.0).softmax(-1)
+    want = att.to_out(torch.einsum("bhij,bjd->bhid", w, v).transpose(1, 2).reshape(b, n, -1))
+    assert torch.allclose(att(x, ctx), want, atol=1e-12)

@@ -303,8 +303,11 @@ class Attention(nn.Module):
             ck, cv = self.to_context(context).chunk(2, dim=-1)
             k, v = torch.cat([ck, k], 1), torch.cat([cv, v], 1)
         q, k = _l2norm(q) * self.q_scale, _l2norm(k) * self.k_scale
-        sim = torch.einsum("bhid,bjd->bhij", q, k) * self.scale
-        out = torch.einsum("bhij,bjd->bhid", sim.float().softmax(-1).to(v.dtype), v)
+        h, m, d = self.heads, k.shape[1], k.shape[2]
+        # fused attention: never holds the (B, h, n, n) weights (benchmarks/crystens_speed.py
+        # times it against the einsum form, which it equals to float precision)
+        out = F.scaled_dot_product_attention(q, k[:, None].expand(b, h, m, d),
+                                             v[:, None].expand(b, h, m, d), scale=self.scale)
         return self.to_out(out.transpose(1, 2).reshape(b, n, -1))
 
 
