@@ -331,8 +331,10 @@ class CrysTens(TrainableModel):
         return encode(s.wrapped().frac, self._z, self.scaler, self.padding)
 
     def prepare_data(self, train: StructureSet, val: StructureSet | None) -> None:
-        self.scaler = fit_scaler(train.wrapped().frac, self._z)
-        self._train = torch.as_tensor(self.images(train), device=self._dev)
+        frac = train.wrapped().frac
+        self.scaler = fit_scaler(frac, self._z)
+        self._train = torch.as_tensor(encode(frac, self._z, self.scaler, self.padding),
+                                      device=self._dev)
         self._val = None
         if val is not None and len(val):
             self._val = torch.as_tensor(self.images(val), device=self._dev)

@@ -272,6 +272,16 @@ def _l2norm(x):
     return F.normalize(x, dim=-1)
 
 
+def _cosine_attention(q, k, v, q_scale, k_scale, scale: float):
+    """Imagen's cosine-similarity attention: q (B, h, n, d); k, v (B, h or 1, m, d).  Fused
+    (scaled_dot_product_attention), so the (B, h, n, m) weights are never held;
+    benchmarks/crystens_speed.py times it against the einsum form, which it equals to float
+    precision."""
+    q, k = _l2norm(q) * q_scale, _l2norm(k) * k_scale
+    shape = (q.shape[0], q.shape[1], k.shape[2], k.shape[3])
+    return F.scaled_dot_product_attention(q, k.expand(shape), v.expand(shape), scale=scale)
+
+
 class Attention(nn.Module):
     """Multi-query attention (per-head queries, one shared key/value head, a learned null
     key/value, cosine similarity x 8) over a sequence, optionally also over context tokens."""
@@ -302,12 +312,8 @@ class Attention(nn.Module):
         if self.to_context is not None and context is not None:
             ck, cv = self.to_context(context).chunk(2, dim=-1)
             k, v = torch.cat([ck, k], 1), torch.cat([cv, v], 1)
-        q, k = _l2norm(q) * self.q_scale, _l2norm(k) * self.k_scale
-        h, m, d = self.heads, k.shape[1], k.shape[2]
-        # fused attention: never holds the (B, h, n, n) weights (benchmarks/crystens_speed.py
-        # times it against the einsum form, which it equals to float precision)
-        out = F.scaled_dot_product_attention(q, k[:, None].expand(b, h, m, d),
-                                             v[:, None].expand(b, h, m, d), scale=self.scale)
+        out = _cosine_attention(q, k[:, None], v[:, None], self.q_scale, self.k_scale,
+                                self.scale)  # one key/value head shared by all queries
         return self.to_out(out.transpose(1, 2).reshape(b, n, -1))
 
 
@@ -335,9 +341,7 @@ class CrossAttention(nn.Module):
                 for t in self.to_kv(context).chunk(2, dim=-1))
         nk, nv = (t.expand(b, h, 1, -1) for t in self.null_kv.unbind(0))
         k, v = torch.cat([nk, k], 2), torch.cat([nv, v], 2)
-        q, k = _l2norm(q) * self.q_scale, _l2norm(k) * self.k_scale
-        sim = torch.einsum("bhid,bhjd->bhij", q, k) * self.scale
-        out = torch.einsum("bhij,bhjd->bhid", sim.float().softmax(-1).to(v.dtype), v)
+        out = _cosine_attention(q, k, v, self.q_scale, self.k_scale, self.scale)
         return self.to_out(out.transpose(1, 2).reshape(b, n, -1))
 
 
