@@ -91,9 +91,12 @@ def _saved_bytes(fn) -> int:
 
 def _measure(net, side, batch, kw_flag, repeats):
     x, ls, kw = _inputs(side, batch, kw_flag)
+    net.eval()  # the base U-Net's linear attention has dropout: outputs compared without it
     with torch.no_grad():
         out = net(x, ls, **kw)
         t_call = _cpu(lambda: net(x, ls, **kw), repeats)
+
+    net.train()
 
     def step():
         net.zero_grad(set_to_none=True)
