@@ -95,7 +95,7 @@ def _module_name(path: Path) -> str:
 LAYERS = [
     ["dismai.errors", "dismai.registry", "dismai.fileio", "dismai.progress",
      "dismai.provenance"],
-    ["dismai.structures", "dismai.extxyz", "dismai.readers", "dismai.fcc",
+    ["dismai.structures", "dismai.crystals", "dismai.extxyz", "dismai.readers", "dismai.fcc",
      "dismai.interface_cell"],
     ["dismai.energy", "dismai.relax", "dismai.postprocess"],
     ["dismai.metrics", "dismai.evaluation", "dismai.learning"],
