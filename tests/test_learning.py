@@ -138,6 +138,7 @@ def test_diffcsp_memorises_two_structures():
                        min_fraction=0.5)
 
 
+@pytest.mark.slow  # about 130 s: the suite keeps DiffCSP's memorisation check as its guard
 def test_cryingan_memorises_two_structures():
     """One critic output (the published ten-output critic under a gradient penalty on their
     sum barely separates real from fake: docs/learning.md), coordinate critic, 5 critic
