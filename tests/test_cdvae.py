@@ -1,5 +1,6 @@
 """CDVAE: periodic graphs and triplets, bases, the efficient bilinear, symmetries, published
-constants, the CrystalNN encoder graph against pymatgen, the contract and memorisation."""
+constants, the CrystalNN encoder graph against pymatgen and the contract (memorisation: not
+shown yet, benchmarks/cdvae_memorisation.py)."""
 
 from __future__ import annotations
 
