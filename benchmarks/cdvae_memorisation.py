@@ -17,6 +17,7 @@ import torch
 
 
 def main(argv=None) -> int:
+    from dismai.models.config import preset_layers
     from dismai.testing import check_memorisation, toy_structures
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -27,13 +28,11 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     pair = toy_structures(2, seed=3, n_fe=2, n_ni=2, n_cr=2)
-    cfg = {"batch_size": 32, "epochs": args.epochs, "latent_dim": 32, "enc_hidden": 32,
-           "enc_blocks": 2, "enc_int_emb": 32, "enc_out_emb": 64, "fc_hidden": 64,
-           "dec_hidden": 32, "dec_blocks": 2, "dec_num_radial": 32, "emb_size_rbf": 8,
-           "emb_size_cbf": 8, "emb_size_trip": 16, "emb_size_bil_trip": 16,
-           "num_atom_layers": 1, "max_neighbours": 12, "num_noise_level": args.levels,
-           "n_step_each": args.steps_per_level, "max_sigma": args.max_sigma, "lr": 2e-3,
-           "val_every": 0, "n_sample_dump": 0, "device": "cpu", "checkpoint_minutes": 0.0,
+    # the cpu preset's network and sampler; batch 32 so one batch holds both structures
+    cfg = {**preset_layers("cdvae", "cpu", None)[0][1], "batch_size": 32,
+           "epochs": args.epochs, "num_noise_level": args.levels,
+           "n_step_each": args.steps_per_level, "max_sigma": args.max_sigma, "val_every": 0,
+           "n_sample_dump": 0, "device": "cpu", "checkpoint_minutes": 0.0,
            "encoder_graph": "radius"}
     t = time.process_time()
     try:

@@ -11,7 +11,6 @@ fractional coordinates; the tests check each round trip.
 from __future__ import annotations
 
 import csv
-import math
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -73,13 +72,10 @@ class Crystal:
     @property
     def lengths_angles(self) -> tuple[np.ndarray, np.ndarray]:
         """(a, b, c) in Å and (alpha, beta, gamma) in degrees."""
-        a, b, c = self.lattice
-        n = np.linalg.norm(self.lattice, axis=1)
+        from ase.geometry import cell_to_cellpar
 
-        def ang(u, v, nu, nv):
-            return math.degrees(math.acos(np.clip(u @ v / (nu * nv), -1.0, 1.0)))
-
-        return n, np.array([ang(b, c, n[1], n[2]), ang(a, c, n[0], n[2]), ang(a, b, n[0], n[1])])
+        par = cell_to_cellpar(self.lattice)
+        return par[:3], par[3:]
 
     @property
     def symbols(self) -> list[str]:

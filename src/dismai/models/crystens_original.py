@@ -89,7 +89,7 @@ def encode(crystal: Crystal, sg: int | None = None) -> np.ndarray:
                              f"this crystal has {n}")
     lengths, angles = crystal.lengths_angles
     sg = space_group(crystal) if sg is None else int(sg)
-    frac = np.asarray(crystal.frac, dtype=np.float64)
+    frac = crystal.frac
     values = [crystal.numbers.astype(np.float64), frac[:, 0], frac[:, 1], frac[:, 2],
               *(np.full(n, v) for v in (*lengths, *angles, sg))]
     header = np.stack([normalise(v, k) for v, k in zip(values, HEADER_KEYS, strict=True)])
