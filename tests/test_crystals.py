@@ -113,3 +113,20 @@ def test_reads_the_shipped_general_crystal_sets():
     carbon = CrystalSet.from_csv(DATA / "carbon_24" / "val.csv", limit=20)
     assert all(set(c.numbers) == {6} for c in carbon)
     assert 6 <= carbon.n_atoms.min() and carbon.n_atoms.max() <= 24
+
+
+def test_csv_round_trip_keeps_order_and_properties(tmp_path):
+    from dismai.testing import toy_crystals
+
+    s = toy_crystals(5, seed=2)
+    s = CrystalSet([Crystal(c.lattice, c.frac % 1.0, c.numbers, {"e": float(i), "tag": f"t{i}"})
+                    for i, c in enumerate(s)], "demo")
+    s.to_csv(tmp_path / "a.csv")
+    back = CrystalSet.from_csv(tmp_path / "a.csv")
+    assert len(back) == 5
+    for a, b in zip(s, back, strict=True):
+        assert np.array_equal(a.numbers, b.numbers)
+        assert np.allclose(a.frac, b.frac, atol=1e-10)
+        assert np.allclose(a.lengths_angles[0], b.lengths_angles[0], atol=1e-9)
+        assert b.properties == a.properties
+    assert not list(tmp_path.glob(".*tmp"))

@@ -204,6 +204,24 @@ class CrystalSet(Sequence):
                     raise DatasetError(f"{path}, row {row_no}: {exc}") from None
         return cls(out, path.parent.name or path.stem)
 
+    def to_csv(self, path, cif_column: str = "cif") -> None:
+        """The table from_csv reads: one CIF per row (atom order kept, see Crystal.to_cif)
+        and one column per scalar property; written atomically."""
+        import io
+
+        from dismai.fileio import write_text
+
+        keys: list[str] = []
+        for c in self._items:
+            keys += [k for k, v in c.properties.items()
+                     if k not in keys and k != cif_column and np.ndim(v) == 0]
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(keys + [cif_column])
+        for i, c in enumerate(self._items):
+            w.writerow([c.properties.get(k, "") for k in keys] + [c.to_cif(f"{self.name}_{i}")])
+        write_text(path, buf.getvalue())
+
 
 def _number(text: str):
     try:

@@ -12,8 +12,9 @@ test (``docs/extending.md``):
   dataset has exactly the metrics an evaluation of its validation split produces, and the
   shared bad inputs are refused with one line, exit code 2 and no output files.
 
-Factories: :func:`toy_structures` (a few atoms, a triclinic cell, three species blocks) and
-:func:`model_state` (weights plus optimiser state, for bit-identity checks).
+Factories: :func:`toy_structures` (a few atoms, a triclinic cell, three species blocks),
+:func:`toy_crystals` (general crystals for CrystalSet models) and :func:`model_state`
+(weights plus optimiser state, for bit-identity checks).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ import numpy as np
 
 from dismai.structures import StructureSet
 
-__all__ = ["toy_structures", "model_state", "check_generative_model", "check_invariances",
+__all__ = ["toy_structures", "toy_crystals", "model_state", "check_generative_model",
+           "check_invariances",
            "check_energy_model", "check_family", "BAD_INPUTS", "requires_dataset",
            "rms_to_nearest", "check_memorisation", "check_result_files"]
 
@@ -40,6 +42,22 @@ def toy_structures(m: int = 14, seed: int = 0, n_fe: int = 3, n_ni: int = 5,
     lat = np.array([[5.0, 0.0, 0.0], [1.2, 6.0, 0.0], [0.3, -0.4, 7.0]])
     species = ["Fe"] * n_fe + ["Ni"] * n_ni + ["Cr"] * n_cr
     return StructureSet(lat, species, rng.random((m, len(species), 3)))
+
+
+def toy_crystals(m: int = 8, seed: int = 0, max_atoms: int = 6):
+    """m random general crystals (CrystalSet): 1..max_atoms atoms of Li, O, Ti or Sr,
+    a random cell (lengths 3-7 Å, angles 80-100 degrees) each."""
+    from ase.geometry import cellpar_to_cell
+
+    from dismai.crystals import Crystal, CrystalSet
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(m):
+        n = int(rng.integers(1, max_atoms + 1))
+        cell = cellpar_to_cell(np.concatenate([rng.uniform(3, 7, 3), rng.uniform(80, 100, 3)]))
+        out.append(Crystal(cell, rng.random((n, 3)), rng.choice([3, 8, 22, 38], n)))
+    return CrystalSet(out, "toy crystals")
 
 
 def model_state(model) -> dict:
@@ -101,7 +119,7 @@ def check_invariances(model, frac: np.ndarray, atol: float = 1e-4) -> list[str]:
     return list(claimed)
 
 
-def check_generative_model(name: str, tiny_config: dict, data: StructureSet, run_dir,
+def check_generative_model(name: str, tiny_config: dict, data, run_dir,
                            *, val: StructureSet | None = None, n_sample: int = 4,
                            interrupt_at: int | None = None) -> None:
     """The contract of a generative model registered as `name` (see the module doc).
@@ -109,7 +127,8 @@ def check_generative_model(name: str, tiny_config: dict, data: StructureSet, run
     tiny_config: a config small enough for seconds on a CPU, with enough optimiser steps
     (epochs x batches) that ``interrupt_at`` (default: the middle step) is mid-run.
     run_dir: an empty scratch folder.  Models without a training loop (baselines) skip
-    the resume check.
+    the resume check.  data: a StructureSet, or a CrystalSet for a general-crystal model
+    (dismai.models.crystal_model), whose samples may be fewer than asked for.
     """
     from dismai.models import GenerativeModel, create_model
     from dismai.models.training import TrainableModel, TrainingInterrupted
@@ -129,19 +148,24 @@ def check_generative_model(name: str, tiny_config: dict, data: StructureSet, run
     # same seed, same structures; another seed, others; template kept
     a, b, c = ref.sample(n_sample, seed=3), ref.sample(n_sample, seed=3), ref.sample(n_sample,
                                                                                       seed=4)
-    assert np.array_equal(a.frac, b.frac), "same seed gave different samples"
-    assert not np.array_equal(a.frac, c.frac), "different seeds gave identical samples"
-    assert a.frac.shape == (n_sample, data.n_atoms, 3), f"sample shape {a.frac.shape}"
-    assert np.isfinite(a.frac).all(), "samples contain NaN or inf"
-    assert a.species == data.species, "species order not preserved"
-    assert np.allclose(a.lattice, data.lattice), "cell not preserved"
+    assert np.array_equal(_flat(a), _flat(b)), "same seed gave different samples"
+    assert not np.array_equal(_flat(a), _flat(c)), "different seeds gave identical samples"
+    if isinstance(data, StructureSet):
+        assert a.frac.shape == (n_sample, data.n_atoms, 3), f"sample shape {a.frac.shape}"
+        assert np.isfinite(a.frac).all(), "samples contain NaN or inf"
+        assert a.species == data.species, "species order not preserved"
+        assert np.allclose(a.lattice, data.lattice), "cell not preserved"
+    else:  # general crystals: failed reconstructions are left out, so <= n_sample
+        assert len(a) <= n_sample, f"{len(a)} crystals from {n_sample} attempts"
+        assert len(ref.generate(n_sample, seed=3)) == n_sample, "generate() lost attempts"
     # save / load round trip
     path = run_dir / "roundtrip.pt"
     ref.save(path)
     loaded = GenerativeModel.load(path, device="cpu")
-    assert np.array_equal(loaded.sample(n_sample, seed=3).frac, a.frac), \
+    assert np.array_equal(_flat(loaded.sample(n_sample, seed=3)), _flat(a)), \
         "a saved and reloaded model samples differently"
-    check_invariances(ref, a.frac)
+    if isinstance(data, StructureSet):
+        check_invariances(ref, a.frac)
     if not isinstance(ref, TrainableModel):
         return
     # SIGINT mid-run, then resume: bit-identical to the uninterrupted run
@@ -164,8 +188,18 @@ def check_generative_model(name: str, tiny_config: dict, data: StructureSet, run
         "resumed training differs from the uninterrupted run"
     assert (run_dir / "ref" / "losses.csv").read_text() == \
         (run_dir / "resumed" / "losses.csv").read_text(), "losses.csv differs after resume"
-    assert np.array_equal(got.sample(n_sample, seed=3).frac, a.frac), \
+    assert np.array_equal(_flat(got.sample(n_sample, seed=3)), _flat(a)), \
         "resumed model samples differently"
+
+
+def _flat(samples) -> np.ndarray:
+    """Everything a sample holds as one array: coordinates of a StructureSet; cells,
+    coordinates and atomic numbers of a CrystalSet (one marker per crystal)."""
+    if isinstance(samples, StructureSet):
+        return samples.frac
+    parts = [np.concatenate([[c.n_atoms], c.lattice.ravel(), c.frac.ravel(), c.numbers])
+             for c in samples]
+    return np.concatenate(parts) if parts else np.zeros(0)
 
 
 def _config_keys(name: str) -> set:

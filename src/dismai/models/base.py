@@ -161,6 +161,26 @@ class GenerativeModel(abc.ABC):
         """Create networks and buffers for a template (called by fit and by load)."""
         self.template = template[0]
 
+    # --- what a model learns from: StructureSets here, CrystalSets in crystal_model -------
+    def check_data(self, train, val=None) -> None:
+        """One-line TrainingDataError for data this model cannot learn from."""
+        check_training_data(train, val, min_atoms=self.min_atoms)
+
+    def template_payload(self) -> dict:
+        """The template as tensors and plain values, for model files and checkpoints."""
+        return template_to_dict(self.template)
+
+    @classmethod
+    def template_from_payload(cls, d: dict):
+        """What template_payload wrote, in the form _build takes."""
+        return template_from_dict(d)
+
+    def write_samples(self, samples, path) -> None:
+        """Write what sample() returns (the trainer's sample dumps)."""
+        from dismai.extxyz import write_extxyz
+
+        write_extxyz(samples, path)
+
     def state_dict(self) -> dict:
         """Tensors that, with the config and template, reproduce the fitted model."""
         return {}
@@ -203,7 +223,7 @@ class GenerativeModel(abc.ABC):
             "version": FILE_VERSION,
             "model": self.name,
             "config": config_to_dict(self.config),
-            "template": template_to_dict(self.template),
+            "template": self.template_payload(),
             "state": self.state_dict(),
         }
 
@@ -226,7 +246,7 @@ class GenerativeModel(abc.ABC):
             config.device = device
         try:
             model = cls(config)
-            model._build(template_from_dict(data["template"]))
+            model._build(cls.template_from_payload(data["template"]))
             model.load_state_dict(data["state"])
         except ModelError as exc:
             raise CheckpointError(f"{path}: {exc}") from None

@@ -42,7 +42,13 @@ from dismai.models.image_diffusion import (
     resize_nearest,
     sample_images,
 )
-from dismai.models.training import TrainableModel, generator_state, restore_generator, select_device
+from dismai.models.training import (
+    PermutedEpochs,
+    TrainableModel,
+    generator_state,
+    restore_generator,
+    select_device,
+)
 from dismai.structures import StructureSet, species_blocks
 
 __all__ = ["CrysTens", "CrysTensConfig", "auto_padding", "image_side", "fit_scaler",
@@ -237,7 +243,7 @@ class CrysTensConfig(TrainConfig):
 
 
 # ---------------------------------------------------------------------------- model
-class CrysTens(TrainableModel):
+class CrysTens(PermutedEpochs, TrainableModel):
     """CrysTens (Dismai-Bench fixed-lattice form) with its two-U-Net cascade."""
 
     name = "crystens"
@@ -338,17 +344,9 @@ class CrysTens(TrainableModel):
         self._val = None
         if val is not None and len(val):
             self._val = torch.as_tensor(self.images(val), device=self._dev)
+        self._n_train = len(self._train)
         self._per_epoch = math.ceil(len(self._train) / self.config.batch_size)
         self._epoch = 0
-
-    def epoch_size(self) -> int:
-        return len(self._train)
-
-    def epoch_items(self, rng: np.random.Generator) -> np.ndarray:
-        return rng.permutation(len(self._train))
-
-    def start_epoch(self, epoch: int) -> None:
-        self._epoch = epoch
 
     def _permute(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         b = len(x)

@@ -48,6 +48,7 @@ from dismai.errors import InputError
 from dismai.models.base import TrainingDataError
 from dismai.models.config import ConfigError, TrainConfig, _non_negative, _positive
 from dismai.models.training import (
+    PermutedEpochs,
     TrainableModel,
     adam_with_plateau,
     generator_state,
@@ -468,7 +469,7 @@ def _atomic_numbers(species) -> list[int]:
         raise TrainingDataError(f"unknown chemical symbol {exc.args[0]!r}") from None
 
 
-class DiffCSP(TrainableModel):
+class DiffCSP(PermutedEpochs, TrainableModel):
     """DiffCSP with the Dismai-Bench settings: coordinate score model on a fixed cell."""
 
     name = "diffcsp"
@@ -598,17 +599,9 @@ class DiffCSP(TrainableModel):
         if val is not None and len(val):
             self._val = torch.as_tensor(val.wrapped().frac, dtype=torch.float64,
                                         device=self._dev)
+        self._n_train = len(self._frac)
         self._per_epoch = math.ceil(len(self._frac) / self.config.batch_size)
         self._epoch = 0
-
-    def epoch_size(self) -> int:
-        return len(self._frac)
-
-    def epoch_items(self, rng: np.random.Generator) -> np.ndarray:
-        return rng.permutation(len(self._frac))
-
-    def start_epoch(self, epoch: int) -> None:
-        self._epoch = epoch
 
     def validation_terms(self, epoch: int) -> dict[str, float]:
         """Per-term validation means with fresh t and noise (§D1.4), under the same lattice

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dismai.errors import UnknownNameError
 from dismai.registry import Registry
 
-__all__ = ["MODELS", "available_models", "trainable_models", "baseline_models",
+__all__ = ["MODELS", "available_models", "trainable_models", "baseline_models", "crystal_models",
            "get_model_class", "create_model", "register_model", "UnknownModelError"]
 
 
@@ -23,6 +23,9 @@ MODELS.register("cryingan", "dismai.models.cryingan:CryinGAN")
 MODELS.register("diffcsp", "dismai.models.diffcsp:DiffCSP")
 MODELS.register("cdvae", "dismai.models.cdvae:CDVAE")
 MODELS.register("crystens", "dismai.models.crystens:CrysTens")
+# general-crystal models (dismai.models.crystal_model): CrystalSet in, CrystalSet out
+MODELS.register("crystens-wgan", "dismai.models.crystens_gan:CrysTensWGAN", crystals=True)
+MODELS.register("crystens-gan", "dismai.models.crystens_gan:CrysTensGAN", crystals=True)
 MODELS.register("random", "dismai.models.baselines:RandomBaseline", baseline=True)
 MODELS.register("shuffled-lattice", "dismai.models.baselines:ShuffledLatticeBaseline",
                 baseline=True)
@@ -33,8 +36,13 @@ def available_models() -> list[str]:
 
 
 def trainable_models() -> list[str]:
-    """Models that learn from data (everything but the baselines)."""
-    return MODELS.names(baseline=False)
+    """Dismai-Bench models that learn from data (not the baselines, not crystal models)."""
+    return MODELS.names(baseline=False, crystals=False)
+
+
+def crystal_models() -> list[str]:
+    """Models of general crystals (CrystalSet in and out: the original CrysTens form)."""
+    return MODELS.names(crystals=True)
 
 
 def baseline_models() -> list[str]:

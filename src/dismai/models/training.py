@@ -32,16 +32,13 @@ import numpy as np
 import yaml
 
 from dismai.errors import ModelError, RunDirError
-from dismai.extxyz import write_extxyz
 from dismai.fileio import atomic_path, write_text
 from dismai.models.base import (
     FILE_FORMAT,
     FILE_VERSION,
     CheckpointError,
     GenerativeModel,
-    check_training_data,
     read_torch_file,
-    template_to_dict,
 )
 from dismai.models.config import TrainConfig, config_differences, config_to_dict
 from dismai.structures import StructureSet
@@ -183,6 +180,13 @@ class TrainableModel(GenerativeModel):
         for name, mod in mods.items():
             mod.load_state_dict(parts[name], strict=True)
 
+    #: file suffix of the trainer's sample dumps (write_samples)
+    sample_suffix: ClassVar[str] = ".extxyz"
+
+    def data_fingerprint(self, train, val) -> str:
+        """Hash of the training data: a checkpoint resumes only on the same data."""
+        return _data_fingerprint(train, val)
+
     def set_train_mode(self, training: bool) -> None:
         for mod in self.modules().values():
             mod.train(training)
@@ -191,6 +195,23 @@ class TrainableModel(GenerativeModel):
             resume: bool = False, progress: bool = False, on_step=None) -> None:
         """Train with the shared loop; see :class:`Trainer` (on_step: test hook)."""
         Trainer(self, run_dir, progress=progress, on_step=on_step).fit(train, val, resume=resume)
+
+
+class PermutedEpochs:
+    """Mixin for a TrainableModel whose epoch visits every training structure once, in a
+    fresh random order; prepare_data sets ``self._n_train``.  Remembers the epoch index."""
+
+    _n_train: int = 0
+    _epoch: int = 0
+
+    def epoch_size(self) -> int:
+        return self._n_train
+
+    def epoch_items(self, rng: np.random.Generator) -> np.ndarray:
+        return rng.permutation(self._n_train)
+
+    def start_epoch(self, epoch: int) -> None:
+        self._epoch = epoch
 
 
 def _data_fingerprint(train: StructureSet, val: StructureSet | None) -> str:
@@ -331,7 +352,7 @@ class Trainer:
             "kind": "checkpoint",
             "model": m.name,
             "config": config_to_dict(self.cfg),
-            "template": template_to_dict(m.template),
+            "template": m.template_payload(),
             "data": self._fingerprint,
             "state": m.state_dict(),
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
@@ -399,7 +420,8 @@ class Trainer:
         if self.run_dir is None or self.cfg.n_sample_dump == 0:
             return
         s = self.model.sample(self.cfg.n_sample_dump, seed=self.cfg.seed)
-        write_extxyz(s, self.run_dir / "samples" / f"epoch_{epochs_done:06d}.extxyz")
+        self.model.write_samples(s, self.run_dir / "samples" / f"epoch_{epochs_done:06d}"
+                                 f"{self.model.sample_suffix}")
 
     # ------------------------------------------------------------------ main loop
     def fit(self, train: StructureSet, val: StructureSet | None = None, resume: bool = False):
@@ -408,9 +430,9 @@ class Trainer:
 
     def _fit(self, train: StructureSet, val: StructureSet | None, resume: bool) -> None:
         m, cfg = self.model, self.cfg
-        check_training_data(train, val, min_atoms=m.min_atoms)
+        m.check_data(train, val)
         has_ckpt = self._check_run_dir(resume)
-        self._fingerprint = _data_fingerprint(train, val)
+        self._fingerprint = m.data_fingerprint(train, val)
 
         m._build(train)
         self.optimizers = m.optimizers = m.make_optimizers()

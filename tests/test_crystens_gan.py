@@ -1,0 +1,98 @@
+"""The CrysTens GAN baselines on the original image (dismai.models.crystens_gan) and the
+general-crystal model interface they run on (dismai.models.crystal_model)."""
+
+import numpy as np
+import pytest
+import torch
+
+from dismai.crystals import Crystal, CrystalSet
+from dismai.errors import TrainingDataError
+from dismai.testing import check_generative_model, toy_crystals, toy_structures
+
+TINY = {"batch_size": 4, "epochs": 1, "critic_width": 2, "gen_width": 2, "n_critic": 1,
+        "latent_dim": 8, "checkpoint_minutes": 0.0, "n_sample_dump": 2}
+
+
+def test_published_shapes():
+    """The critic's valid-padding chain ends at 3 x 3 x 1 x 128 = 1152 features (spec
+    §2.5); the generator reaches 64 x 64 x 4 x 1 through 32 x 32 x 20 and 64 x 64 x 40."""
+    from dismai.models.crystens_gan import Critic, Generator
+
+    critic, gen = Critic(16), Generator(128, 32)
+    x = torch.rand(2, 1, 64, 64, 4)
+    assert critic.body(x).shape == (2, 128, 3, 3, 1)
+    assert critic.head.in_features == 1152
+    assert critic(x).shape == (2,)
+    h = gen.dense(torch.randn(2, 128)).reshape(-1, 1, 16, 16, 4)
+    h = gen.body[:24](h)
+    assert h.shape == (2, 32, 32, 32, 20)
+    assert gen.body[24](h).shape == (2, 32, 64, 64, 40)
+    y = gen(torch.randn(2, 128))
+    assert y.shape == (2, 1, 64, 64, 4) and ((y > 0) & (y < 1)).all()
+
+
+def test_volume_view_is_the_keras_layout():
+    from dismai.models.crystens_gan import from_volume, to_volume
+
+    img = torch.randn(3, 4, 64, 64)
+    vol = to_volume(img)
+    assert vol[1, 0, 5, 7, 2] == img[1, 2, 5, 7]
+    assert torch.equal(from_volume(vol), img)
+
+
+def test_gradient_penalty_of_a_linear_critic():
+    """grad of w.x is w everywhere, so the penalty is exactly (|w| - 1)^2."""
+    from dismai.models.crystens_gan import gradient_penalty
+
+    w = torch.randn(1, 4, 4, 2)
+
+    def critic(x):
+        return (x * w).flatten(1).sum(1)
+
+    real, fake = torch.rand(5, 1, 4, 4, 2), torch.rand(5, 1, 4, 4, 2)
+    gp = gradient_penalty(critic, real, fake, torch.Generator().manual_seed(0))
+    assert torch.allclose(gp, (w.norm() - 1) ** 2, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["crystens-wgan", "crystens-gan"])
+def test_contract(name, tmp_path):
+    check_generative_model(name, TINY, toy_crystals(8, seed=1), tmp_path)
+
+
+def test_samples_are_crystals_with_the_paper_statistics(tmp_path):
+    from dismai.models import create_model
+
+    m = create_model("crystens-wgan", {**TINY, "device": "cpu"})
+    m.fit(toy_crystals(8, seed=1), run_dir=tmp_path / "run")
+    tries = m.generate(6, seed=0)
+    assert len(tries) == 6
+    for crystal, reason in tries:
+        assert (crystal is None) == bool(reason)
+        if crystal is not None:
+            assert 1 <= crystal.n_atoms <= 52
+            assert {"lattice_param_variance", "pairwise_distance_difference",
+                    "space_group"} <= set(crystal.properties)
+    dump = tmp_path / "run" / "samples" / "epoch_000001.csv"
+    assert len(CrystalSet.from_csv(dump)) == len(m.sample(2, seed=m.config.seed))
+
+
+def test_bad_training_data_is_refused_in_one_line():
+    from dismai.models import create_model
+
+    m = create_model("crystens-wgan", {**TINY, "device": "cpu"})
+    with pytest.raises(TrainingDataError, match="must be a CrystalSet, got StructureSet"):
+        m.fit(toy_structures(4))
+    big = Crystal(np.eye(3) * 20, np.random.default_rng(0).random((53, 3)), [6] * 53)
+    with pytest.raises(TrainingDataError, match="crystal 1 has 53 atoms; this model takes "
+                                                "at most 52"):
+        m.fit(CrystalSet([toy_crystals(1)[0], big]))
+    with pytest.raises(TrainingDataError, match="training set is empty"):
+        m.fit(CrystalSet([]))
+
+
+def test_crystal_models_stay_out_of_the_dismai_bench_list():
+    from dismai.models.registry import available_models, crystal_models, trainable_models
+
+    assert {"crystens-wgan", "crystens-gan"} == set(crystal_models())
+    assert not set(crystal_models()) & set(trainable_models())
+    assert set(crystal_models()) <= set(available_models())
