@@ -39,11 +39,16 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from dismai.crystals import Crystal, CrystalSet
+from dismai.crystals import CrystalSet
 from dismai.errors import ConfigError
 from dismai.models.config import TrainConfig, _non_negative, _positive
 from dismai.models.crystal_model import CrystalModel
-from dismai.models.crystens_original import MAX_ATOMS, encode, reconstruct
+from dismai.models.crystens_original import (
+    MAX_ATOMS,
+    ReconstructionKeys,
+    encode_all,
+    reconstruct_images,
+)
 from dismai.models.training import (
     PermutedEpochs,
     generator_state,
@@ -144,7 +149,7 @@ def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor,
 
 
 @dataclasses.dataclass
-class CrysTensGANConfig(TrainConfig):
+class CrysTensGANConfig(ReconstructionKeys, TrainConfig):
     """Defaults = train_wasserstein_gan.py (spec models.md §2.5)."""
 
     batch_size: int = 32
@@ -163,26 +168,21 @@ class CrysTensGANConfig(TrainConfig):
     gen_slope: float = 0.2  # the generator's LeakyReLU slope (0: ReLU)
     spectral_norm: bool = True
     norm: str = "layer"  # or "batch"
-    # reconstruction of generated images (crystens_original.reconstruct)
-    count_rule: str = "lattice"  # "alpha": the published atom count
-    element_clusters: int = 3  # 0: atomic numbers only rounded
-    coord_clusters: int = 0  # 0: no coordinate k-means
     sample_batch_size: int = 50
 
-    RESUMABLE_KEYS = TrainConfig.RESUMABLE_KEYS | {
-        "count_rule", "element_clusters", "coord_clusters", "sample_batch_size"}
+    RESUMABLE_KEYS = TrainConfig.RESUMABLE_KEYS | ReconstructionKeys.RECONSTRUCTION_KEYS | {
+        "sample_batch_size"}
 
     def validate(self) -> None:
         super().validate()
         _positive(self, "latent_dim", "n_critic", "lr", "critic_width", "gen_width",
                   "sample_batch_size")
-        _non_negative(self, "gp_weight", "element_clusters", "coord_clusters")
+        _non_negative(self, "gp_weight")
+        self.validate_reconstruction()
         if self.loss not in ("wgan-gp", "bce"):
             raise ConfigError(f"loss must be wgan-gp or bce, got {self.loss!r}")
         if self.norm not in ("layer", "batch"):
             raise ConfigError(f"norm must be layer or batch, got {self.norm!r}")
-        if self.count_rule not in ("lattice", "alpha"):
-            raise ConfigError(f"count_rule must be lattice or alpha, got {self.count_rule!r}")
         if not 0 <= self.dropout < 1:
             raise ConfigError("dropout must lie in [0, 1)")
         for b in ("beta1", "beta2"):
@@ -227,7 +227,7 @@ class CrysTensWGAN(PermutedEpochs, CrystalModel):
     @staticmethod
     def images(crystals: CrystalSet) -> np.ndarray:
         """(M, 4, 64, 64) normalised images (space groups from spglib)."""
-        return np.stack([encode(c) for c in crystals])
+        return encode_all(crystals)
 
     def prepare_data(self, train: CrystalSet, val: CrystalSet | None) -> None:
         self._train = to_volume(torch.as_tensor(self.images(train), device=self._dev))
@@ -289,18 +289,7 @@ class CrysTensWGAN(PermutedEpochs, CrystalModel):
         return torch.cat(out).numpy()
 
     def _sample_crystals(self, n: int, seed: int):
-        c = self.config
-        out = []
-        for img in self.sample_images(n, seed):
-            r = reconstruct(img, coord_clusters=c.coord_clusters or None,
-                            element_clusters=c.element_clusters or None,
-                            count_rule=c.count_rule)
-            if r.crystal is None:
-                out.append((None, r.reason))
-            else:
-                x = r.crystal
-                out.append((Crystal(x.lattice, x.frac, x.numbers, dict(r.stats)), ""))
-        return out
+        return reconstruct_images(self.sample_images(n, seed), self.config)
 
 
 @dataclasses.dataclass

@@ -21,15 +21,16 @@ What we chose where the published code is inconsistent (docs/crystens.md lists e
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
 from dismai.crystals import Crystal
-from dismai.errors import InputError, StructureError
+from dismai.errors import ConfigError, InputError, StructureError
 
-__all__ = ["MAX_ATOMS", "SIDE", "Reconstruction", "encode", "normalise", "reconstruct",
-           "space_group", "unnormalise"]
+__all__ = ["MAX_ATOMS", "SIDE", "Reconstruction", "ReconstructionKeys", "encode", "normalise",
+           "encode_all", "reconstruct", "reconstruct_images", "space_group", "unnormalise"]
 
 SIDE = 64
 FIRST_SLOT = 12
@@ -103,6 +104,11 @@ def encode(crystal: Crystal, sg: int | None = None) -> np.ndarray:
     img[:, atoms, atoms] = np.concatenate([normalise(np.linalg.norm(d, axis=-1), "length")[None],
                                            normalise(d.transpose(2, 0, 1), "dir")])
     return img.astype(np.float32)
+
+
+def encode_all(crystals) -> np.ndarray:
+    """(M, 4, 64, 64) images of a CrystalSet (or any iterable of crystals)."""
+    return np.stack([encode(c) for c in crystals])
 
 
 @dataclass
@@ -215,3 +221,37 @@ def reconstruct(img, coord_clusters: int | None = None, element_clusters: int | 
     except (StructureError, ValueError) as exc:
         return Reconstruction(None, stats, str(exc).splitlines()[0])
     return Reconstruction(crystal, stats)
+
+
+@dataclasses.dataclass
+class ReconstructionKeys:
+    """Config keys of the models that generate original images: how samples are rebuilt."""
+
+    count_rule: str = "lattice"  # "alpha": the published atom count
+    element_clusters: int = 3  # 0: atomic numbers only rounded
+    coord_clusters: int = 0  # 0: no coordinate k-means
+
+    RECONSTRUCTION_KEYS = frozenset({"count_rule", "element_clusters", "coord_clusters"})
+
+    def validate_reconstruction(self) -> None:
+        if self.count_rule not in ("lattice", "alpha"):
+            raise ConfigError(f"count_rule must be lattice or alpha, got {self.count_rule!r}")
+        for k in ("element_clusters", "coord_clusters"):
+            if getattr(self, k) < 0:
+                raise ConfigError(f"{k} must be >= 0, got {getattr(self, k)!r}")
+
+
+def reconstruct_images(images, keys: ReconstructionKeys) -> list[tuple[Crystal | None, str]]:
+    """Each (4, 64, 64) image as (crystal carrying the image's statistics, "") or (None,
+    why it failed), with the reconstruction settings of a model's config."""
+    out = []
+    for img in images:
+        r = reconstruct(img, coord_clusters=keys.coord_clusters or None,
+                        element_clusters=keys.element_clusters or None,
+                        count_rule=keys.count_rule)
+        if r.crystal is None:
+            out.append((None, r.reason))
+        else:
+            c = r.crystal
+            out.append((Crystal(c.lattice, c.frac, c.numbers, dict(r.stats)), ""))
+    return out

@@ -26,6 +26,8 @@ MODELS.register("crystens", "dismai.models.crystens:CrysTens")
 # general-crystal models (dismai.models.crystal_model): CrystalSet in, CrystalSet out
 MODELS.register("crystens-wgan", "dismai.models.crystens_gan:CrysTensWGAN", crystals=True)
 MODELS.register("crystens-gan", "dismai.models.crystens_gan:CrysTensGAN", crystals=True)
+MODELS.register("crystens-diffusion", "dismai.models.crystens_diffusion:CrysTensDiffusion",
+                crystals=True)
 MODELS.register("random", "dismai.models.baselines:RandomBaseline", baseline=True)
 MODELS.register("shuffled-lattice", "dismai.models.baselines:ShuffledLatticeBaseline",
                 baseline=True)

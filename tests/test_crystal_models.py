@@ -1,5 +1,6 @@
-"""The CrysTens GAN baselines on the original image (dismai.models.crystens_gan) and the
-general-crystal model interface they run on (dismai.models.crystal_model)."""
+"""The models of the original CrysTens image (the GAN baselines, dismai.models.crystens_gan,
+and the diffusion cascade, dismai.models.crystens_diffusion) and the general-crystal model
+interface they run on (dismai.models.crystal_model)."""
 
 import numpy as np
 import pytest
@@ -54,9 +55,36 @@ def test_gradient_penalty_of_a_linear_critic():
     assert torch.allclose(gp, (w.norm() - 1) ** 2, rtol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["crystens-wgan", "crystens-gan"])
-def test_contract(name, tmp_path):
-    check_generative_model(name, TINY, toy_crystals(8, seed=1), tmp_path)
+TINY_DIFFUSION = {"batch_size": 4, "epochs": 1, "base_dim": 8, "base_dim_mults": [1, 2],
+                  "base_resnet_blocks": [1, 1], "base_attns": [False, True],
+                  "base_cross_attns": [False, False], "sr_dim": 8, "sr_dim_mults": [1, 2],
+                  "sr_resnet_blocks": [1, 1], "sr_attns": [False, False],
+                  "sr_cross_attns": [False, False], "heads": 2, "dim_head": 8, "ema_after": 0,
+                  "ema_every": 1, "sample_steps": 3, "checkpoint_minutes": 0.0,
+                  "n_sample_dump": 2}
+
+
+@pytest.mark.parametrize("name, cfg", [("crystens-wgan", TINY), ("crystens-gan", TINY),
+                                       ("crystens-diffusion", TINY_DIFFUSION)])
+def test_contract(name, cfg, tmp_path):
+    check_generative_model(name, cfg, toy_crystals(8, seed=1), tmp_path)
+
+
+def test_diffusion_is_the_published_cascade():
+    """Base U-Net at 32 x 32, super-resolution at 64 x 64 (image_sizes (32, 64)); the paper
+    preset keeps the published sizes."""
+    from dismai.models import create_model, get_model_class, resolve_config
+
+    m = create_model("crystens-diffusion", {**TINY_DIFFUSION, "device": "cpu"})
+    m._build(toy_crystals(2))
+    assert (m._base_side, m.side, m.cascade) == (32, 64, True)
+    paper = resolve_config("crystens-diffusion", get_model_class("crystens-diffusion").Config,
+                           preset="paper")
+    assert (paper.base_dim, paper.sr_dim, paper.batch_size, paper.sample_steps) == \
+        (256, 256, 4, 1000)
+    assert paper.base_resnet_blocks == [3, 3, 3] and paper.sr_resnet_blocks == [2, 4, 8]
+    assert paper.base_attns == [False, True, True] and paper.sr_attns == [False, False, True]
+    assert paper.base_linear_attn and (paper.lr, paper.beta1, paper.beta2) == (1e-4, 0.9, 0.99)
 
 
 def test_samples_are_crystals_with_the_paper_statistics(tmp_path):
@@ -93,6 +121,6 @@ def test_bad_training_data_is_refused_in_one_line():
 def test_crystal_models_stay_out_of_the_dismai_bench_list():
     from dismai.models.registry import available_models, crystal_models, trainable_models
 
-    assert {"crystens-wgan", "crystens-gan"} == set(crystal_models())
+    assert {"crystens-wgan", "crystens-gan", "crystens-diffusion"} == set(crystal_models())
     assert not set(crystal_models()) & set(trainable_models())
     assert set(crystal_models()) <= set(available_models())
