@@ -112,6 +112,17 @@ def datasets_list() -> None:
         comp = " ".join(f"{k}{v}" for k, v in spec.composition.items())
         table.add_row(name, family, size, split, str(spec.n_atoms), comp, status)
     Console(width=max(console.width, 120)).print(table)
+    from dismai.datasets.crystal_sets import CRYSTAL_DATASETS
+
+    crys = Table(title="general-crystal datasets (CrystalSet; models: crystens-diffusion, "
+                       "crystens-wgan, crystens-gan)")
+    for col in ("name", "what", "atoms", "train", "test", "built"):
+        crys.add_column(col)
+    for name, spec in CRYSTAL_DATASETS.items():
+        crys.add_row(name, spec.description, spec.atoms,
+                     f"{spec.sizes['train']} (published val split)",
+                     f"{spec.sizes['test']} (published test split, held out)", "shipped")
+    Console(width=max(console.width, 120)).print(crys)
 
 
 @datasets_app.command("info")

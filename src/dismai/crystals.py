@@ -187,22 +187,31 @@ class CrystalSet(Sequence):
         path = Path(path)
         if not path.is_file():
             raise DatasetError(f"{path}: no such file")
+        out = cls.from_csv_text(path.read_text(), cif_column, limit, source=str(path))
+        out.name = path.parent.name or path.stem
+        return out
+
+    @classmethod
+    def from_csv_text(cls, text: str, cif_column: str = "cif", limit: int | None = None,
+                      source: str = "table") -> CrystalSet:
+        """from_csv on the text of a table (`source` names it in errors)."""
+        import io
+
         csv.field_size_limit(sys.maxsize)
         out = []
-        with path.open(newline="") as fh:
-            reader = csv.DictReader(fh)
-            if cif_column not in (reader.fieldnames or []):
-                raise DatasetError(f"{path}: no {cif_column!r} column (columns: "
-                                   f"{', '.join(reader.fieldnames or [])})")
-            for row_no, row in enumerate(reader, start=1):
-                if limit is not None and len(out) >= limit:
-                    break
-                props = {k: _number(v) for k, v in row.items() if k != cif_column and k}
-                try:
-                    out.append(Crystal.from_cif(row[cif_column], props))
-                except StructureError as exc:
-                    raise DatasetError(f"{path}, row {row_no}: {exc}") from None
-        return cls(out, path.parent.name or path.stem)
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        if cif_column not in (reader.fieldnames or []):
+            raise DatasetError(f"{source}: no {cif_column!r} column (columns: "
+                               f"{', '.join(reader.fieldnames or [])})")
+        for row_no, row in enumerate(reader, start=1):
+            if limit is not None and len(out) >= limit:
+                break
+            props = {k: _number(v) for k, v in row.items() if k != cif_column and k}
+            try:
+                out.append(Crystal.from_cif(row[cif_column], props))
+            except StructureError as exc:
+                raise DatasetError(f"{source}, row {row_no}: {exc}") from None
+        return cls(out, Path(source).stem)
 
     def to_csv(self, path, cif_column: str = "cif") -> None:
         """The table from_csv reads: one CIF per row (atom order kept, see Crystal.to_cif)
