@@ -124,3 +124,22 @@ def test_crystal_models_stay_out_of_the_dismai_bench_list():
     assert {"crystens-wgan", "crystens-gan", "crystens-diffusion"} == set(crystal_models())
     assert not set(crystal_models()) & set(trainable_models())
     assert set(crystal_models()) <= set(available_models())
+
+
+def test_train_and_sample_workflows_take_crystal_data(tmp_path):
+    from dismai.errors import InputError
+    from dismai.workflows import sample, train
+
+    toy_crystals(8, seed=1).to_csv(tmp_path / "toy.csv")
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text("".join(f"{k}: {v}\n" for k, v in {**TINY, "device": "cpu"}.items()))
+    run, _, m = train("crystens-wgan", str(tmp_path / "toy.csv"), "quick", cfg,
+                      tmp_path / "run", progress=False)
+    crystals, _ = sample(run, 3, seed=0, output=tmp_path / "s.csv")
+    assert len(CrystalSet.from_csv(tmp_path / "s.csv")) == len(crystals) <= 3
+    with pytest.raises(InputError, match="give a .csv output"):
+        sample(run, 3, output=tmp_path / "s.extxyz")
+    with pytest.raises(InputError, match="learns general crystals: use --dataset perov-5 or "
+                                         "carbon-24"):
+        train("crystens-wgan", "a-si-64", "quick", None, tmp_path / "run2", progress=False)
+    assert not (tmp_path / "run2").exists()

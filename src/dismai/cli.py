@@ -255,7 +255,8 @@ def datasets_remove(name: str = typer.Argument(..., help="an added dataset")) ->
 def datasets_export(
     name: str = typer.Argument(..., help="dataset name"),
     split: str = typer.Option("all", "--split", help="train, val or all"),
-    output: Path = typer.Option(..., "-o", "--output", help="output .extxyz file"),
+    output: Path = typer.Option(..., "-o", "--output",
+                                help="output .extxyz file (.csv of CIFs for crystal models)"),
 ) -> None:
     """Write a split of a dataset as extxyz."""
     from dismai.datasets import load
@@ -374,7 +375,8 @@ def sample(
     run_dir: Path = typer.Argument(..., help="run directory (or a model/checkpoint file)"),
     n: int = typer.Option(..., "-n", "--n", help="number of structures"),
     seed: int = typer.Option(0, "--seed", help="noise seed: same seed, same structures"),
-    output: Path = typer.Option(..., "-o", "--output", help="output .extxyz file"),
+    output: Path = typer.Option(..., "-o", "--output",
+                                help="output .extxyz file (.csv of CIFs for crystal models)"),
     device: str = typer.Option("auto", "--device",
                                help="auto (CUDA if present), cpu, cuda or cuda:i"),
 ) -> None:
@@ -384,7 +386,7 @@ def sample(
     structures, source = run_sample(run_dir, n, seed, output, device)
     note = " (training unfinished: newest checkpoint)" if source.name == "checkpoint.pt" else ""
     console.print(f"wrote {len(structures)} structures to {output} from {source}{note}")
-    if "generated_lattice" in structures.properties:  # DiffCSP with lattice diffusion
+    if "generated_lattice" in getattr(structures, "properties", {}):  # DiffCSP lattices
         import numpy as np
 
         dev = np.abs(structures.properties["generated_lattice"].reshape(-1, 3, 3)

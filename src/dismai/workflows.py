@@ -112,14 +112,39 @@ def train(model: str, dataset: str, preset: str = "paper", config_file=None, out
     from dismai.models import get_model_class
 
     cls = get_model_class(model)
-    train_set, val, family, _ = load_training_data(dataset)
+    if _is_crystal_model(cls):
+        train_set, val, family = load_crystal_training_data(model, dataset), None, None
+    else:
+        train_set, val, family, _ = load_training_data(dataset)
     cfg = _resolve(cls, preset, family, config_file)
-    name = Path(dataset).stem if family is None else dataset
+    name = Path(dataset).name.split(".")[0] if family is None else dataset
     run_dir = Path(out) if out is not None else Path("runs") / f"{model}-{name}-{preset}"
     m = cls(cfg)
     t0 = time.monotonic()
     m.fit(train_set, val, run_dir=run_dir, resume=resume, progress=progress)
     return run_dir, time.monotonic() - t0, m
+
+
+def _is_crystal_model(cls) -> bool:
+    from dismai.models.crystal_model import CrystalModel
+
+    return isinstance(cls, type) and issubclass(cls, CrystalModel)
+
+
+def load_crystal_training_data(model: str, dataset: str):
+    """The CrystalSet a general-crystal model trains on: the train split of a shipped
+    general-crystal dataset (the published validation split) or a CDVAE-style CSV."""
+    from dismai.crystals import CrystalSet
+    from dismai.datasets.crystal_sets import CRYSTAL_DATASETS, load_crystals
+
+    if dataset in CRYSTAL_DATASETS:
+        return load_crystals(dataset, "train")
+    path = Path(dataset)
+    if path.is_file() and path.name.endswith(".csv"):
+        return CrystalSet.from_csv(path)
+    raise InputError(f"{model} learns general crystals: use --dataset "
+                     f"{' or '.join(CRYSTAL_DATASETS)} or a CSV file with a cif column, "
+                     f"not {dataset!r}")
 
 
 def load_run(run_dir, device: str = "auto"):
@@ -138,11 +163,13 @@ def load_run(run_dir, device: str = "auto"):
 def sample(run_dir, n: int, seed: int = 0, output=None, device: str = "auto"):
     """Sample n structures from a run (or a model file); writes extxyz if output is given."""
     model, source = load_run(run_dir, device=device)
+    if output is not None and _is_crystal_model(type(model)) \
+            and not str(output).endswith(".csv"):
+        raise InputError(f"{model.name} samples general crystals: give a .csv output "
+                         f"(one CIF per row), not {output}")
     structures = model.sample(n, seed=seed)
     if output is not None:
-        from dismai.extxyz import write_extxyz
-
-        write_extxyz(structures, output)
+        model.write_samples(structures, output)  # extxyz; a CSV of CIFs for crystal models
     return structures, source
 
 
