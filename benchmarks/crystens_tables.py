@@ -21,11 +21,15 @@ paper's numbers (PCD, 53,856 crystals, their networks and budgets) are printed b
 
     python benchmarks/crystens_tables.py --dataset perov-5 --limit 1000 \\
         --models crystens-diffusion crystens-wgan --preset cpu
+
+Rows of earlier calls with the same --out are kept, so models can be run one at a time
+(with their own --epochs); the table then lists every model run so far.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -69,12 +73,30 @@ def chgnet_energy():
     from dismai.energy.mlip import CHGNetModel
 
     model = CHGNetModel().load()
+    cache = {}  # the held-out set is scored once, not once per row
 
     def energy(crystals):
-        pred = model.predict_structure([c.to_pymatgen() for c in crystals], batch_size=32)
-        return np.array([float(p["e"]) for p in pred])
+        if id(crystals) not in cache:
+            cache[id(crystals)] = (crystals, _energies(model, crystals))
+        return cache[id(crystals)][1]
 
     return energy
+
+
+def _energies(model, crystals, batch: int = 32) -> np.ndarray:
+    """Energy per atom, NaN where CHGNet refuses a structure (an isolated atom)."""
+    out = []
+    for i in range(0, len(crystals), batch):
+        chunk = [c.to_pymatgen() for c in crystals[i:i + batch]]
+        try:
+            out += [float(p["e"]) for p in model.predict_structure(chunk, batch_size=batch)]
+        except ValueError:
+            for st in chunk:
+                try:
+                    out.append(float(model.predict_structure(st)["e"]))
+                except ValueError:
+                    out.append(float("nan"))
+    return np.array(out)
 
 
 def markdown(rows: dict) -> str:
@@ -116,6 +138,9 @@ def main(argv=None) -> int:
     p.add_argument("--preset", default="cpu")
     p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
     p.add_argument("--n", type=int, default=1000, help="images to generate per model")
+    p.add_argument("--n-untrained", type=int, default=100,
+                   help="images from each untrained generator (a reference; sampling an "
+                        "untrained cascade costs as much as a trained one)")
     p.add_argument("--energy", choices=["none", "chgnet"], default="none")
     p.add_argument("--out", type=Path, default=None,
                    help="default runs/crystens-tables-DATASET-PRESET")
@@ -130,16 +155,19 @@ def main(argv=None) -> int:
           f"{len(test)} held out (published test split)")
     keys = ReconstructionKeys()
     noise = np.random.default_rng(0).random((args.n, 4, 64, 64))
-    rows = {"training images": score(reconstruct_images(encode_all(train[:args.n]), keys),
-                                     test, energy),
-            "uniform noise": score(reconstruct_images(noise, keys), test, energy)}
+    old = out / "tables.json"  # rows of earlier calls (other models, epochs) are kept
+    rows = json.loads(old.read_text()) if old.is_file() else {}
+    rows.update({"training images": score(reconstruct_images(encode_all(train[:args.n]), keys),
+                                          test, energy),
+                 "uniform noise": score(reconstruct_images(noise, keys), test, energy)})
     for name in args.models:
         over = {} if args.epochs is None else {"epochs": args.epochs}
         cfg = resolve_config(name, get_model_class(name).Config, preset=args.preset,
                              overrides=over)
         untrained = create_model(name, cfg)
         untrained._build(train)
-        rows[f"{name} untrained"] = score(untrained.generate(args.n, seed=0), test, energy)
+        rows[f"{name} untrained"] = score(untrained.generate(args.n_untrained, seed=0), test,
+                                          energy)
         m = create_model(name, cfg)
         run = out / name
         t = time.process_time()
