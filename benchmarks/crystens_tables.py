@@ -51,19 +51,15 @@ def score(attempts, test, energy=None) -> dict:
     """Table 1/2 means over the readable crystals, validity over all attempts and KS
     statistics of the valid crystals against `test`."""
     from dismai.crystals import CrystalSet
-    from dismai.metrics.crystals import (
-        charge_neutral,
-        ks_statistics,
-        structure_valid,
-        validity,
-    )
+    from dismai.metrics.crystals import ks_statistics, valid_flags, validity
 
     ok = CrystalSet([c for c, _ in attempts if c is not None])
     row = {k: float(np.mean([c.properties[k] for c in ok])) if len(ok) else float("nan")
            for k in TABLE1 + TABLE2}
     row["mean_atoms"] = float(np.mean(ok.n_atoms)) if len(ok) else 0.0
-    row.update(validity(ok, attempts=len(attempts)))
-    valid = CrystalSet([c for c in ok if structure_valid(c) and charge_neutral(c)])
+    flags = valid_flags(ok)
+    row.update(validity(ok, attempts=len(attempts), flags=flags))
+    valid = CrystalSet([c for c, s, q in zip(ok, *flags, strict=True) if s and q])
     row["ks"] = ks_statistics(valid, test, energy) if len(valid) >= 2 else {}
     return row
 

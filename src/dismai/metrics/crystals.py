@@ -24,7 +24,7 @@ import numpy as np
 
 from dismai.crystals import Crystal, CrystalSet
 
-__all__ = ["min_distance", "structure_valid", "charge_neutral", "validity",
+__all__ = ["min_distance", "structure_valid", "charge_neutral", "valid_flags", "validity",
            "crystal_features", "ks_statistics"]
 
 
@@ -77,12 +77,18 @@ def charge_neutral(crystal: Crystal) -> bool:
     return False
 
 
-def validity(crystals: CrystalSet, attempts: int | None = None) -> dict:
+def valid_flags(crystals: CrystalSet) -> tuple[np.ndarray, np.ndarray]:
+    """(structurally valid, charge-neutral) per crystal, as two bool arrays."""
+    return (np.array([structure_valid(c) for c in crystals], dtype=bool),
+            np.array([charge_neutral(c) for c in crystals], dtype=bool))
+
+
+def validity(crystals: CrystalSet, attempts: int | None = None, flags=None) -> dict:
     """Fractions of `attempts` (default: len(crystals); failed reconstructions count as
-    invalid) that are structurally, compositionally and both valid."""
+    invalid) that are structurally, compositionally and both valid; `flags`: what
+    valid_flags(crystals) returned, if the caller already has it."""
     n = attempts if attempts is not None else len(crystals)
-    s = np.array([structure_valid(c) for c in crystals], dtype=bool)
-    c = np.array([charge_neutral(c) for c in crystals], dtype=bool)
+    s, c = flags if flags is not None else valid_flags(crystals)
     frac = (lambda v: float(v.sum()) / n) if n else (lambda v: float("nan"))
     return {"structure_valid": frac(s), "composition_valid": frac(c),
             "valid": frac(s & c), "readable": len(crystals) / n if n else float("nan")}
