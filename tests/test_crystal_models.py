@@ -61,7 +61,7 @@ TINY_DIFFUSION = {"batch_size": 4, "epochs": 1, "base_dim": 8, "base_dim_mults":
                   "sr_resnet_blocks": [1, 1], "sr_attns": [False, False],
                   "sr_cross_attns": [False, False], "heads": 2, "dim_head": 8, "ema_after": 0,
                   "ema_every": 1, "sample_steps": 3, "checkpoint_minutes": 0.0,
-                  "n_sample_dump": 2}
+                  "n_sample_dump": 2, "objective": "v"}  # eps: the crystens contract
 
 
 @pytest.mark.parametrize("name, cfg", [("crystens-wgan", TINY), ("crystens-gan", TINY),
@@ -85,6 +85,10 @@ def test_diffusion_is_the_published_cascade():
     assert paper.base_resnet_blocks == [3, 3, 3] and paper.sr_resnet_blocks == [2, 4, 8]
     assert paper.base_attns == [False, True, True] and paper.sr_attns == [False, False, True]
     assert paper.base_linear_attn and (paper.lr, paper.beta1, paper.beta2) == (1e-4, 0.9, 0.99)
+    assert paper.objective == "eps"  # as published; the cpu preset predicts v
+    cpu = resolve_config("crystens-diffusion", get_model_class("crystens-diffusion").Config,
+                         preset="cpu")
+    assert (cpu.objective, cpu.lr) == ("v", 1e-3)
 
 
 def test_samples_are_crystals_with_the_paper_statistics(tmp_path):

@@ -122,6 +122,8 @@ def test_config_errors(toy):
         CrysTensConfig(base_attns=[False, True]).validate()
     with pytest.raises(ConfigError, match="threshold_percentile"):
         CrysTensConfig(threshold_percentile=1.5).validate()
+    with pytest.raises(ConfigError, match="objective must be one of eps, v"):
+        CrysTensConfig(objective="x0").validate()
     m = create_model("crystens", {**TINY, "padding": 2})
     with pytest.raises(TrainingDataError, match="not a multiple of 8"):
         m.fit(toy[:4])

@@ -18,6 +18,7 @@ from dismai.models.image_diffusion import (
     linear_log_snr,
     min_snr_weight,
     posterior,
+    predicted_x0,
     resize_nearest,
     sample_images,
 )
@@ -56,6 +57,40 @@ def test_min_snr_weight():
     # SNR below gamma: weight 1; above: gamma / SNR
     assert torch.allclose(min_snr_weight(log_snr, 5.0),
                           torch.tensor([1.0, 1.0, 0.25], dtype=torch.float64))
+    # v-prediction: min(SNR, gamma) / (SNR + 1)
+    assert torch.allclose(min_snr_weight(log_snr, 5.0, "v"),
+                          torch.tensor([0.5 / 1.5, 5 / 6, 5 / 21], dtype=torch.float64))
+
+
+class _Oracle(torch.nn.Module):
+    """The exact network for a data set of one image X: eps = (x_t - alpha X) / sigma,
+    v = alpha eps - sigma X."""
+
+    def __init__(self, image, objective):
+        super().__init__()
+        self.image, self.objective = image, objective
+
+    def forward(self, x, log_snr):
+        a, s = (v.reshape(-1, 1, 1, 1) for v in alpha_sigma(log_snr.double()))
+        eps = (x.double() - a * self.image) / s
+        return (a * eps - s * self.image if self.objective == "v" else eps).float()
+
+
+@pytest.mark.parametrize("objective", ["eps", "v"])
+def test_oracle_has_zero_loss_and_samples_its_image(objective):
+    image = torch.rand(1, 4, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    oracle = _Oracle(image, objective)
+    loss = diffusion_loss(oracle, image.expand(3, -1, -1, -1).float(),
+                          torch.Generator().manual_seed(1), objective=objective)
+    assert float(loss) < 1e-8
+    x_t = torch.randn(2, 4, 8, 8, dtype=torch.float64)
+    ls = torch.tensor([-2.0, 3.0], dtype=torch.float64)
+    assert torch.allclose(predicted_x0(x_t, oracle(x_t, ls).double(), ls, objective),
+                          image.expand(2, -1, -1, -1).double(), atol=1e-5)
+    out = sample_images(oracle, (2, 4, 8, 8), 20, torch.Generator().manual_seed(2), "cpu",
+                        objective=objective)
+    # the chain ends at t = 0 of the cosine schedule, where sigma is still 0.012
+    assert torch.allclose(out, image.expand(2, -1, -1, -1), atol=0.05)
 
 
 def test_dynamic_threshold_known_tensor():

@@ -22,6 +22,7 @@ from dismai.errors import ConfigError, TrainingDataError
 from dismai.models.config import TrainConfig, _non_negative, _positive
 from dismai.models.image_diffusion import (
     EMA,
+    OBJECTIVES,
     BestWeights,
     UNet,
     diffusion_loss,
@@ -65,6 +66,7 @@ class CascadeConfig(TrainConfig):
     beta2: float = 0.99
     adam_eps: float = 1e-8
     min_snr_gamma: float = 5.0
+    objective: str = "eps"  # or "v" (imagen-pytorch's pred_objectives)
     threshold_percentile: float = 0.95
     ema_beta: float = 0.9999
     ema_after: int = 100
@@ -101,6 +103,9 @@ class CascadeConfig(TrainConfig):
             raise ConfigError("lowres_noise_level must lie in [0, 1)")
         if self.sample_weights not in ("best", "last"):
             raise ConfigError(f"sample_weights must be best or last, got {self.sample_weights!r}")
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(f"objective must be one of {', '.join(OBJECTIVES)}, got "
+                              f"{self.objective!r}")
         if not 0 <= self.ema_beta < 1:
             raise ConfigError("ema_beta must lie in [0, 1)")
 
@@ -179,13 +184,13 @@ class ImageCascade:
 
     def losses(self, x01: torch.Tensor, gen: torch.Generator) -> dict:
         """{"base": ..., "sr": ...}: each U-Net's min-SNR diffusion loss on one batch."""
-        g = self.config.min_snr_gamma
+        kw = {"gamma": self.config.min_snr_gamma, "objective": self.config.objective}
         x = x01 * 2 - 1
         small = resize_nearest(x, self._base_side)
-        out = {"base": diffusion_loss(self.base, small, gen, gamma=g)}
+        out = {"base": diffusion_loss(self.base, small, gen, **kw)}
         if self.cascade:
             lowres = resize_nearest(small, self.side)
-            out["sr"] = diffusion_loss(self.sr, x, gen, gamma=g, lowres=lowres)
+            out["sr"] = diffusion_loss(self.sr, x, gen, lowres=lowres, **kw)
         return out
 
     def train_step(self, items: np.ndarray, batch_index: int) -> dict:
@@ -245,7 +250,7 @@ class ImageCascade:
         out = []
         for start in range(0, n, cfg.sample_batch_size):
             b = min(cfg.sample_batch_size, n - start)
-            kw = {"percentile": cfg.threshold_percentile}
+            kw = {"percentile": cfg.threshold_percentile, "objective": cfg.objective}
             x = sample_images(self._sampler("base"), (b, 4, self._base_side, self._base_side),
                               cfg.sample_steps, g, self._dev, **kw)
             if self.cascade:

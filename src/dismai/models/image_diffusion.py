@@ -8,7 +8,9 @@ package (it fetches a T5 config from the internet at import):
   sigmoid(-log SNR); a cosine log-SNR schedule for the U-Nets and a linear one for the
   low-resolution augmentation of a cascade;
 * objective: predict eps, per-sample mean squared error weighted by min(SNR, 5) / SNR
-  (min-SNR-γ), then the batch mean;
+  (min-SNR-γ), then the batch mean; or predict v = alpha eps - sigma x0 with the weight
+  min(SNR, 5) / (SNR + 1), imagen-pytorch's other objective (same weight on the error of
+  x0, but a small network learns the high-noise steps far sooner: docs/crystens.md);
 * sampling: ancestral steps over a uniform grid of times 1 -> 0, the predicted x_0
   dynamically thresholded (per-sample 95th percentile of |x_0|, floored at 1), the result
   clamped to [-1, 1];
@@ -33,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["cosine_log_snr", "linear_log_snr", "alpha_sigma", "min_snr_weight",
-           "dynamic_threshold", "posterior", "resize_nearest", "diffusion_loss",
+           "dynamic_threshold", "predicted_x0", "posterior", "resize_nearest", "diffusion_loss",
            "sample_images", "EMA", "BestWeights", "UNet"]
 
 
@@ -62,10 +64,25 @@ def _pad(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return v.reshape(v.shape + (1,) * (like.ndim - v.ndim))
 
 
-def min_snr_weight(log_snr: torch.Tensor, gamma: float = 5.0) -> torch.Tensor:
-    """min(SNR, γ) / SNR: the loss weight of eps-prediction under min-SNR-γ."""
+OBJECTIVES = ("eps", "v")
+
+
+def min_snr_weight(log_snr: torch.Tensor, gamma: float = 5.0,
+                   objective: str = "eps") -> torch.Tensor:
+    """The loss weight under min-SNR-γ: min(SNR, γ) / SNR for eps-prediction,
+    min(SNR, γ) / (SNR + 1) for v-prediction (both are min(SNR, γ) on the error of x0)."""
     snr = log_snr.exp()
-    return snr.clamp(max=gamma) / snr
+    return snr.clamp(max=gamma) / (snr + 1 if objective == "v" else snr)
+
+
+def predicted_x0(x_t, out, log_snr, objective: str = "eps"):
+    """x0 implied by the network output: (x_t - sigma eps) / alpha for eps-prediction,
+    alpha x_t - sigma v for v-prediction (v = alpha eps - sigma x0).  At high noise the
+    first divides the network's error by alpha ~ 0; the second does not."""
+    alpha, sigma = (_pad(v, x_t) for v in alpha_sigma(log_snr))
+    if objective == "v":
+        return alpha * x_t - sigma * out
+    return (x_t - sigma * out) / alpha
 
 
 def dynamic_threshold(x0: torch.Tensor, percentile: float = 0.95) -> torch.Tensor:
@@ -96,8 +113,10 @@ def resize_nearest(x: torch.Tensor, size: int, clamp: bool = True) -> torch.Tens
 
 # ---------------------------------------------------------------------------- training loss
 def diffusion_loss(unet, x0: torch.Tensor, gen: torch.Generator, *, gamma: float = 5.0,
-                   lowres: torch.Tensor | None = None, schedule: str = "cosine"):
-    """Min-SNR-weighted eps-prediction loss of one batch (x0 in [-1, 1]).
+                   lowres: torch.Tensor | None = None, schedule: str = "cosine",
+                   objective: str = "eps"):
+    """Min-SNR-weighted loss of one batch (x0 in [-1, 1]): the network predicts eps
+    (Imagen's default) or v = alpha eps - sigma x0 (imagen-pytorch's ``pred_objectives="v"``).
 
     lowres: for a super-resolution U-Net, the low-resolution image already resized to
     x0's size; it is noised at one random augmentation time for the whole batch (linear
@@ -113,8 +132,9 @@ def diffusion_loss(unet, x0: torch.Tensor, gen: torch.Generator, *, gamma: float
         t_aug = torch.rand((1,), generator=gen, device=dev).expand(b)
         kw = _noised_lowres(lowres, t_aug, gen)
     pred = unet(x_t, log_snr, **kw)
-    per_sample = (pred.float() - eps).square().reshape(b, -1).mean(-1)
-    return (per_sample * min_snr_weight(log_snr, gamma)).mean()
+    target = _pad(alpha, x0) * eps - _pad(sigma, x0) * x0 if objective == "v" else eps
+    per_sample = (pred.float() - target).square().reshape(b, -1).mean(-1)
+    return (per_sample * min_snr_weight(log_snr, gamma, objective)).mean()
 
 
 def _noised_lowres(lowres: torch.Tensor, t_aug: torch.Tensor, gen: torch.Generator) -> dict:
@@ -129,24 +149,26 @@ def _noised_lowres(lowres: torch.Tensor, t_aug: torch.Tensor, gen: torch.Generat
 @torch.no_grad()
 def sample_images(unet, shape, steps: int, gen: torch.Generator, device, *,
                   lowres: torch.Tensor | None = None, lowres_noise_level: float = 0.2,
-                  percentile: float = 0.95, schedule: str = "cosine") -> torch.Tensor:
+                  percentile: float = 0.95, schedule: str = "cosine",
+                  objective: str = "eps", on_step=None) -> torch.Tensor:
     """Ancestral sampling from N(0, I) over `steps` uniform times 1 -> 0 (the last step adds
     no noise); noise drawn on the CPU from `gen`, so results do not depend on the device.
 
     lowres: the base stage's images resized to `shape` (super-resolution stage), noised once
     at the fixed level `lowres_noise_level` as Imagen samples.  Runs the U-Net in eval mode
-    (no dropout)."""
+    (no dropout).  on_step(t, x_t, x0): called at every step with the predicted x0 before
+    thresholding (a probe of the chain: benchmarks/diffusion_chain.py)."""
     was_training = unet.training
     unet.eval()
     try:
         return _sample(unet, shape, steps, gen, device, lowres, lowres_noise_level, percentile,
-                       schedule)
+                       schedule, objective, on_step)
     finally:
         unet.train(was_training)
 
 
 def _sample(unet, shape, steps, gen, device, lowres, lowres_noise_level, percentile,
-            schedule):
+            schedule, objective, on_step):
     b = shape[0]
     log_snr_fn = SCHEDULES[schedule]
     x = torch.randn(shape, generator=gen).to(device)
@@ -161,9 +183,10 @@ def _sample(unet, shape, steps, gen, device, lowres, lowres_noise_level, percent
     for i in range(steps):
         t, t_next = times[i].expand(b), times[i + 1].expand(b)
         ls, ls_next = log_snr_fn(t).to(device), log_snr_fn(t_next).to(device)
-        eps = unet(x, ls, **kw).float()
-        alpha, sigma = alpha_sigma(ls)
-        x0 = dynamic_threshold((x - _pad(sigma, x) * eps) / _pad(alpha, x), percentile)
+        raw = predicted_x0(x, unet(x, ls, **kw).float(), ls, objective)
+        if on_step is not None:
+            on_step(float(times[i]), x, raw)
+        x0 = dynamic_threshold(raw, percentile)
         mean, var = posterior(x, x0, ls, ls_next)
         noise = torch.randn(shape, generator=gen).to(device)
         x = mean if i == steps - 1 else mean + var.sqrt() * noise
