@@ -6,6 +6,11 @@ whether the learning gate passed (dismai.learning).
     python benchmarks/learning.py                     # every model with a cpu preset
     python benchmarks/learning.py --models diffcsp --n 1000 --out runs/learning
 
+Models of general crystals (crystens-diffusion, crystens-wgan, crystens-gan) have no
+Dismai-Bench dataset: their check is the CrysTens paper's comparison on `--crystals`
+(perov-5 by default), run by benchmarks/crystens_tables.py (1000 training crystals, --n
+generated each, CHGNet energies), whose tables become their section.
+
 Each model's run folder is reused (training resumes), so an interrupted run continues, and
 the doc is assembled from every model's newest section under --out: rerunning one model
 keeps the others' results.
@@ -55,19 +60,26 @@ def main(argv=None) -> int:
     from dismai.fileio import write_text
     from dismai.models import get_model_class, trainable_models
     from dismai.models.config import preset_names
+    from dismai.models.registry import crystal_models
     from dismai.workflows import bench
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="*", default=None)
     p.add_argument("--dataset", default="a-si-64")
+    p.add_argument("--crystals", default="perov-5", choices=["perov-5", "carbon-24"],
+                   help="dataset of the general-crystal models")
     p.add_argument("--n", type=int, default=1000)
     p.add_argument("--out", default="runs/learning")
     p.add_argument("--doc", default=str(Path(__file__).resolve().parents[1] / "docs" /
                                         "learning-results.md"))
     args = p.parse_args(argv)
-    models = args.models or [m for m in trainable_models()
+    models = args.models or [m for m in trainable_models() + crystal_models()
                              if "cpu" in preset_names(get_model_class(m).name)]
     sections = []
+    crystals = [m for m in models if m in crystal_models()]
+    models = [m for m in models if m not in crystals]
+    if crystals:
+        _crystal_section(crystals, args)
     for name in models:
         w0 = time.time()
         try:
@@ -91,7 +103,8 @@ def main(argv=None) -> int:
             *_table(res), ""])
         write_text(Path(args.out) / name / SECTION, section)
     # every model's newest section under --out, so models can be rerun one at a time
-    sections = [(Path(args.out) / m / SECTION).read_text() for m in trainable_models()
+    sections = [(Path(args.out) / m / SECTION).read_text()
+                for m in trainable_models() + [CRYSTALS]
                 if (Path(args.out) / m / SECTION).is_file()] + sections
     text = ("# Learning check results\n\nWritten by `python benchmarks/learning.py` "
             "from the runs under its `--out` folder; see docs/learning.md for the gate.\n\n"
@@ -99,6 +112,28 @@ def main(argv=None) -> int:
     write_text(args.doc, text)
     print(f"wrote {args.doc}")
     return 0
+
+
+CRYSTALS = "crystal-models"  # the run folder of the general-crystal comparison
+
+
+def _crystal_section(models: list[str], args) -> None:
+    """Run the CrysTens paper's comparison for the general-crystal models and keep its
+    tables as their section."""
+    from dismai.fileio import write_text
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import crystens_tables
+
+    out = Path(args.out) / CRYSTALS
+    crystens_tables.main(["--dataset", args.crystals, "--limit", "1000", "--n", str(args.n),
+                          "--models", *models, "--preset", "cpu", "--energy", "chgnet",
+                          "--out", str(out)])
+    write_text(out / SECTION, "\n".join([
+        f"## General-crystal models (`--preset cpu`, {args.crystals}, n = {args.n})", "",
+        "Tables 1 and 2 of the CrysTens paper, validity and KS statistics against the "
+        f"held-out split, from `benchmarks/crystens_tables.py` ({time.strftime('%Y-%m-%d')}); "
+        "see docs/crystens.md.", "", (out / "tables.md").read_text()]))
 
 
 if __name__ == "__main__":
