@@ -9,6 +9,8 @@ and report, over the readable crystals:
   fractional coordinates, before any averaging;
 * Table 2: |own coordinate - blended coordinate| per atom and the pairwise-distance
   difference per atom;
+* beside them, the atom count and the spread of the cell lengths across samples (std, Å):
+  a generator that always draws the same image has Table 1 variances near 0 and no spread;
 * validity (of all n attempts): readable, structurally valid (distances >= 0.5 Å),
   charge-neutral (SMACT), both;
 * two-sample KS statistics against the held-out test split (valid crystals only, as
@@ -61,6 +63,10 @@ def score(attempts, test, energy=None) -> dict:
     row = {k: float(np.mean([c.properties[k] for c in ok])) if len(ok) else float("nan")
            for k in TABLE1 + TABLE2}
     row["mean_atoms"] = float(np.mean(ok.n_atoms)) if len(ok) else 0.0
+    # Table 1 rewards an image whose 8 copies agree, so a generator that always draws the
+    # same image scores ~0: the spread of the cell lengths across samples shows that
+    lengths = np.array([c.lengths_angles[0] for c in ok]).reshape(-1, 3)
+    row["cell_spread"] = float(lengths.std(0).mean()) if len(ok) > 1 else float("nan")
     flags = valid_flags(ok)
     row.update(validity(ok, attempts=len(attempts), flags=flags))
     valid = CrystalSet([c for c, s, q in zip(ok, *flags, strict=True) if s and q])
@@ -106,13 +112,13 @@ def _energies(model, crystals, batch: int = 32) -> np.ndarray:
 
 def markdown(rows: dict) -> str:
     cols = TABLE1 + TABLE2
-    head = ["model", "atoms"] + [c.replace("_", " ") for c in cols]
+    head = ["model", "atoms", "cell spread (Å)"] + [c.replace("_", " ") for c in cols]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for k, r in rows.items():
-        out.append(f"| {k} | {r['mean_atoms']:.1f} | "
+        out.append(f"| {k} | {r['mean_atoms']:.1f} | {r['cell_spread']:.3g} | "
                    + " | ".join(f"{r[c]:.3g}" for c in cols) + " |")
     for k, v in PAPER.items():
-        out.append(f"| paper: {k} (PCD) | | " + " | ".join(f"{x:.3g}" for x in v) + " |")
+        out.append(f"| paper: {k} (PCD) | | | " + " | ".join(f"{x:.3g}" for x in v) + " |")
     ks_keys = sorted({k for r in rows.values() for k in r["ks"]})
     out += ["", "| model | " + " | ".join(VALIDITY) + " | " +
             " | ".join(f"KS {k}" for k in ks_keys) + " |",
@@ -166,8 +172,8 @@ def main(argv=None) -> int:
     rows = json.loads(old.read_text()) if old.is_file() else {}
 
     def missing(name):  # a reference row is scored once per --out, with --energy as asked
-        return name not in rows or (energy is not None
-                                    and "energy_per_atom" not in rows[name]["ks"])
+        return name not in rows or "cell_spread" not in rows[name] or (
+            energy is not None and "energy_per_atom" not in rows[name]["ks"])
 
     if missing("training images"):
         rows["training images"] = score(reconstruct_images(encode_all(train[:args.n]), keys),
