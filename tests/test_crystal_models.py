@@ -128,6 +128,13 @@ def test_crystal_models_stay_out_of_the_dismai_bench_list():
     assert {"crystens-wgan", "crystens-gan", "crystens-diffusion"} == set(crystal_models())
     assert not set(crystal_models()) & set(trainable_models())
     assert set(crystal_models()) <= set(available_models())
+    # the registry tag (what `bench` lists) and the class (what `train` dispatches on)
+    # must agree for every registered model
+    from dismai.models import get_model_class
+    from dismai.models.crystal_model import CrystalModel
+
+    for name in available_models():
+        assert issubclass(get_model_class(name), CrystalModel) == (name in crystal_models()), name
 
 
 def test_train_and_sample_workflows_take_crystal_data(tmp_path):
