@@ -538,6 +538,14 @@ class CrossEmbed(nn.Module):
         return torch.cat([c(x) for c in self.convs], 1)
 
 
+def _zero_conv(dim: int, dim_out: int) -> nn.Conv2d:
+    """The U-Nets' last 3x3 convolution, zero-initialised (the network starts at 0)."""
+    conv = nn.Conv2d(dim, dim_out, 3, padding=1)
+    nn.init.zeros_(conv.weight)
+    nn.init.zeros_(conv.bias)
+    return conv
+
+
 def _downsample(dim: int, dim_out: int) -> nn.Module:
     return nn.Sequential(nn.PixelUnshuffle(2), nn.Conv2d(4 * dim, dim_out, 1))
 
@@ -676,9 +684,7 @@ class UNet(nn.Module):
                 level["up"] = _Upsample(d_out, d_in)
             self.ups.append(level)
         self.final_block = ResnetBlock(dim, dim, time_dim, groups, gca=True, **kw)
-        self.final_conv = nn.Conv2d(dim, channels, 3, padding=1)
-        nn.init.zeros_(self.final_conv.weight)
-        nn.init.zeros_(self.final_conv.bias)
+        self.final_conv = _zero_conv(dim, channels)
         self.skip_scale = 2 ** -0.5
 
     @property
