@@ -295,14 +295,16 @@ def _l2norm(x):
     return F.normalize(x, dim=-1)
 
 
-def _cosine_attention(q, k, v, q_scale, k_scale, scale: float):
-    """Imagen's cosine-similarity attention: q (B, h, n, d); k, v (B, h or 1, m, d).  Fused
+def _cosine_attention(q, k, v, q_scale, k_scale, scale: float, attn_mask=None):
+    """Imagen's cosine-similarity attention: q (B, h, n, d); k, v (B, h or 1, m, d); an
+    optional additive attn_mask broadcast to (B, h, n, m).  Fused
     (scaled_dot_product_attention), so the (B, h, n, m) weights are never held;
     benchmarks/crystens_speed.py times it against the einsum form, which it equals to float
     precision."""
     q, k = _l2norm(q) * q_scale, _l2norm(k) * k_scale
     shape = (q.shape[0], q.shape[1], k.shape[2], k.shape[3])
-    return F.scaled_dot_product_attention(q, k.expand(shape), v.expand(shape), scale=scale)
+    return F.scaled_dot_product_attention(q, k.expand(shape), v.expand(shape),
+                                          attn_mask=attn_mask, scale=scale)
 
 
 class Attention(nn.Module):
@@ -368,7 +370,7 @@ class CrossAttention(nn.Module):
         return self.to_out(out.transpose(1, 2).reshape(b, n, -1))
 
 
-def _tokens(x):  # (B, C, H, W) -> (B, H W, C)
+def _tokens(x):  # (B, C, H, W) or (B, C, F, H, W) -> (B, positions, C)
     return x.flatten(2).transpose(1, 2)
 
 

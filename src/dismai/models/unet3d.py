@@ -31,9 +31,12 @@ from dismai.models.image_diffusion import (
     GlobalContext,
     LayerNorm,
     TransformerBlock,
+    _cosine_attention,
     _downsample,
+    _image,
     _ParallelConv,
     _TimeConditioning,
+    _tokens,
     _Upsample,
     _zero_conv,
 )
@@ -89,7 +92,8 @@ class TemporalPeg(nn.Module):
 
 
 class _PositionBias(nn.Module):
-    """Attention bias per head from the signed frame distance i - j (a 3-layer MLP)."""
+    """Attention bias per head from the signed frame distance i - j (a 3-layer MLP), run
+    once on the 2 n - 1 distinct distances."""
 
     def __init__(self, dim: int, heads: int):
         super().__init__()
@@ -98,9 +102,10 @@ class _PositionBias(nn.Module):
                                  nn.Linear(dim, heads))
 
     def forward(self, n: int, device):
-        pos = torch.arange(n, device=device, dtype=torch.float32)
-        rel = (pos[:, None] - pos[None]).reshape(-1, 1)
-        return self.net(rel).reshape(n, n, -1).permute(2, 0, 1)  # (heads, i, j)
+        dist = torch.arange(-(n - 1), n, device=device, dtype=torch.float32)[:, None]
+        per_dist = self.net(dist)  # (2 n - 1, heads)
+        pos = torch.arange(n, device=device)
+        return per_dist[pos[:, None] - pos[None] + n - 1].permute(2, 0, 1)  # (heads, i, j)
 
 
 class TemporalAttention(nn.Module):
@@ -124,29 +129,31 @@ class TemporalAttention(nn.Module):
                                     LayerNorm(dim))
         nn.init.zeros_(self.to_out[1].g)
 
-    def attend(self, seq):
-        """seq (S, F, C) -> (S, F, C), frame k seeing frames <= k (no residual)."""
+    def mask(self, f: int, device) -> torch.Tensor:
+        """(heads, F, 1 + F) additive mask: the null key's bias, then the position bias,
+        with -inf on every later frame."""
+        bias = torch.cat([self.null_bias[:, None, None].expand(-1, f, 1),
+                          self.bias(f, device)], -1)
+        future = torch.ones(f, f + 1, dtype=torch.bool, device=device).triu(2)
+        return bias.masked_fill(future, float("-inf"))
+
+    def attend(self, seq, mask):
+        """seq (S, F, C) -> (S, F, C) under `mask` (no residual)."""
         s, f, _ = seq.shape
         x = self.norm(seq)
-        q = F.normalize(self.to_q(x).reshape(s, f, self.heads, -1).transpose(1, 2), dim=-1)
+        q = self.to_q(x).reshape(s, f, self.heads, -1).transpose(1, 2)
         k, v = self.to_kv(x).chunk(2, dim=-1)
         nk, nv = (t.expand(s, 1, -1) for t in self.null_kv.unbind(0))
-        k = F.normalize(torch.cat([nk, k], 1), dim=-1)[:, None] * self.k_scale
-        v = torch.cat([nv, v], 1)[:, None]
-        bias = torch.cat([self.null_bias[:, None, None].expand(-1, f, 1),
-                          self.bias(f, seq.device)], -1)  # (heads, F, 1 + F)
-        future = torch.ones(f, f + 1, dtype=torch.bool, device=seq.device).triu(2)
-        bias = bias.masked_fill(future, float("-inf"))
-        shape = (s, self.heads, f + 1, k.shape[-1])
-        out = F.scaled_dot_product_attention(q * self.q_scale, k.expand(shape),
-                                             v.expand(shape), attn_mask=bias.to(q.dtype),
-                                             scale=self.scale)
+        k, v = torch.cat([nk, k], 1)[:, None], torch.cat([nv, v], 1)[:, None]
+        out = _cosine_attention(q, k, v, self.q_scale, self.k_scale, self.scale,
+                                attn_mask=mask.to(q.dtype))
         return self.to_out(out.transpose(1, 2).reshape(s, f, -1))
 
     def forward(self, x):  # (B, C, F, H, W), residual
         b, c, f, h, w = x.shape
         seq = x.permute(0, 3, 4, 2, 1).reshape(b * h * w, f, c)
-        out = torch.cat([self.attend(seq[i:i + self.chunk])
+        mask = self.mask(f, x.device)  # once, shared by every chunk
+        out = torch.cat([self.attend(seq[i:i + self.chunk], mask)
                          for i in range(0, len(seq), self.chunk)])
         return x + out.reshape(b, h, w, f, c).permute(0, 4, 3, 1, 2)
 
@@ -183,8 +190,7 @@ class ResnetBlock3D(nn.Module):
         scale_shift = self.time_mlp(t)[:, :, None, None, None].chunk(2, dim=1)
         h = self.block1(x)
         if self.cross is not None:
-            tok = h.flatten(2).transpose(1, 2)
-            h = h + self.cross(tok, cond).transpose(1, 2).reshape(h.shape)
+            h = h + _image(self.cross(_tokens(h), cond), h)
         h = self.block2(h, scale_shift)
         if self.gca is not None:
             h = h * self.gca(_as_image(h))[..., None]
@@ -288,8 +294,7 @@ class UNet3D(nn.Module):
             hiddens.append(x)
             x = _per_frame(level["post"], x)
         x = self.mid1(x, t, c)
-        tok = x.flatten(2).transpose(1, 2)
-        x = x + self.mid_attn(tok).transpose(1, 2).reshape(x.shape)
+        x = x + _image(self.mid_attn(_tokens(x)), x)
         x = self.mid2(self._temporal(self.mid_temporal, x), t, c)
         for level in self.ups:
             x = level["init"](torch.cat([x, hiddens.pop() * self.skip_scale], 1), t, c)
