@@ -102,12 +102,20 @@ def main(argv=None) -> int:
             f"CPU-s; whole bench {wall:.0f} s wall ({time.strftime('%Y-%m-%d')})", "",
             *_table(res), ""])
         write_text(Path(args.out) / name / SECTION, section)
-    # every model's newest section under --out, so models can be rerun one at a time
-    sections = [(Path(args.out) / m / SECTION).read_text()
-                for m in trainable_models() + [CRYSTALS]
-                if (Path(args.out) / m / SECTION).is_file()] + sections
+    # every model's newest section under --out, so models can be rerun one at a time; a
+    # model with none there (run on another machine) keeps its section of the current doc
+    kept = _doc_sections(Path(args.doc))
+    ordered = []
+    for m in trainable_models() + [CRYSTALS]:
+        if (Path(args.out) / m / SECTION).is_file():
+            ordered.append((Path(args.out) / m / SECTION).read_text())
+        elif m in kept:
+            ordered.append(kept[m])
+    sections = ordered + sections
     text = ("# Learning check results\n\nWritten by `python benchmarks/learning.py` "
-            "from the runs under its `--out` folder; see docs/learning.md for the gate.\n\n"
+            "from the runs under its `--out` folder; see docs/learning.md for the gate. A "
+            "model whose run is not under `--out` keeps its section from the previous "
+            "version of this file (each section gives the date of its run).\n\n"
             + "\n".join(sections))
     write_text(args.doc, text)
     print(f"wrote {args.doc}")
@@ -115,6 +123,19 @@ def main(argv=None) -> int:
 
 
 CRYSTALS = "crystal-models"  # the run folder of the general-crystal comparison
+
+
+def _doc_sections(doc: Path) -> dict[str, str]:
+    """The model sections of an existing results doc: model name (CRYSTALS for the
+    general-crystal one) -> its text, heading included."""
+    if not doc.is_file():
+        return {}
+    out: dict[str, str] = {}
+    for part in doc.read_text().split("\n## ")[1:]:
+        name = part.split()[0]
+        key = CRYSTALS if name == "General-crystal" else name
+        out[key] = "## " + part.rstrip("\n") + "\n"
+    return out
 
 
 def _crystal_section(models: list[str], args) -> None:

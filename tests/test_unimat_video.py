@@ -15,10 +15,18 @@ def test_element_grids_of_the_dismai_datasets():
     alloy = element_grid(["Fe", "Ni", "Cr"])  # period 4, groups 6, 8, 10
     assert alloy.side == 4 and alloy.pixels == {"Cr": (0, 0), "Fe": (0, 1), "Ni": (0, 2)}
     assert element_grid(["Si"]).side == 4
-    interface = element_grid(["Li", "Sc", "Co", "Cl", "O"])  # periods 2-4, 5 groups
-    assert interface.side == 8
-    assert interface.pixels == {"Li": (0, 0), "O": (0, 3), "Cl": (1, 4), "Sc": (2, 1),
-                                "Co": (2, 2)}
+    # periods 2-4, groups 1, 3, 9, 16, 17: merged into two columns, so 4 x 4 frames as
+    # the paper used for every dataset
+    interface = element_grid(["Li", "Sc", "Co", "Cl", "O"])
+    assert interface.side == 4
+    assert interface.pixels == {"Li": (0, 0), "O": (0, 1), "Cl": (1, 1), "Sc": (2, 0),
+                                "Co": (2, 1)}
+    # columns merge only where no period fills both: Na (group 1) and Mg (2) stay apart
+    assert element_grid(["Na", "Mg", "Cl"]).pixels == {"Na": (0, 0), "Mg": (0, 1),
+                                                       "Cl": (0, 2)}
+    assert element_grid(["Fe", "Ni", "Cr"], side=8).side == 8
+    with pytest.raises(StructureError, match="cannot hold"):
+        element_grid(["H", "Li", "Na", "K", "Rb"], side=4)  # five rows
     # lanthanides have their own row, so La and Ce do not share a pixel
     assert len(set(element_grid(["La", "Ce", "Hf"]).pixels.values())) == 3
     with pytest.raises(StructureError, match="not on the element grid"):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from dismai.errors import CheckpointError, InputError
+from dismai.errors import CheckpointError, InputError, ModelError
 
 __all__ = ["load_training_data", "train", "sample", "evaluate_file", "evaluate",
            "build", "add_dataset", "remove_dataset", "bench", "bench_rows",
@@ -160,8 +160,22 @@ def load_run(run_dir, device: str = "auto"):
     raise CheckpointError(f"{run_dir}: no model.pt or checkpoint.pt (not a training run)")
 
 
+def write_sample_report(model, path) -> Path | None:
+    """Write the model's report on its last sample() call (one CSV row, e.g. UniMat's
+    element_accuracy.csv) to `path`; None when the model reports nothing."""
+    from dismai.fileio import write_text
+
+    row = model.sample_report()
+    if not row:
+        return None
+    write_text(path, ",".join(row) + "\n" + ",".join(
+        f"{v:.6g}" if isinstance(v, float) else str(v) for v in row.values()) + "\n")
+    return Path(path)
+
+
 def sample(run_dir, n: int, seed: int = 0, output=None, device: str = "auto"):
-    """Sample n structures from a run (or a model file); writes extxyz if output is given."""
+    """Sample n structures from a run (or a model file); writes extxyz if output is given
+    (and, for a model with a sample report, OUTPUT_STEM.<report file> beside it)."""
     model, source = load_run(run_dir, device=device)
     if output is not None and _is_crystal_model(type(model)) \
             and not str(output).endswith(".csv"):
@@ -170,6 +184,9 @@ def sample(run_dir, n: int, seed: int = 0, output=None, device: str = "auto"):
     structures = model.sample(n, seed=seed)
     if output is not None:
         model.write_samples(structures, output)  # extxyz; a CSV of CIFs for crystal models
+        if model.sample_report_file:
+            out = Path(output)
+            write_sample_report(model, out.with_name(f"{out.stem}.{model.sample_report_file}"))
     return structures, source
 
 
@@ -263,6 +280,13 @@ def bench(model: str, dataset, preset: str = "quick", config_file=None, n: int =
             not (out / "samples.extxyz").exists():
         t0, c0 = time.monotonic(), _cpu_seconds()
         gen = m.sample(n, seed=seed)
+        if m.sample_report_file:
+            write_sample_report(m, out / m.sample_report_file)
+        if len(gen) == 0:  # e.g. UniMat's species check rejected every structure
+            raise ModelError(f"{model}: none of the {n} generated structures passed the "
+                             "model's own checks, so there is nothing to evaluate (100 % "
+                             "failed)" + (f"; see {out / m.sample_report_file}"
+                                          if m.sample_report_file else ""))
         state["samples"] = {"key": sample_key,
                             "seconds": [time.monotonic() - t0, _cpu_seconds() - c0]}
         write_extxyz(gen, out / "samples.extxyz")
@@ -319,7 +343,8 @@ def bench(model: str, dataset, preset: str = "quick", config_file=None, n: int =
         f"- training: {len(dataset.train)} structures, {t_train:.1f} s wall, "
         f"{c_train:.0f} CPU-s (run directory `run/`, losses in `run/losses.csv`)",
         f"- sampling: {n} structures, seed {seed}, {t_sample:.1f} s wall, {c_sample:.0f} CPU-s "
-        "-> `samples.extxyz`",
+        "-> `samples.extxyz`" + (f", `{cls.sample_report_file}`" if cls.sample_report_file
+                                 else ""),
         *([f"- learning gate against `random` (docs/learning.md): {gate.summary()}"]
           if gate is not None else []),
         "- metrics: `metrics.json` (model), `baselines/<name>/metrics.json`; "

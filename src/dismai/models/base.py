@@ -120,6 +120,9 @@ class GenerativeModel(abc.ABC):
     Config: ClassVar[type[ModelConfig]] = ModelConfig
     #: Smallest number of atoms per structure the model handles.
     min_atoms: ClassVar[int] = 1
+    #: File name under which workflows write sample_report() (e.g. UniMat's
+    #: element_accuracy.csv); "" for models that report nothing.
+    sample_report_file: ClassVar[str] = ""
 
     def __init__(self, config: ModelConfig | dict | None = None):
         if config is None:
@@ -204,6 +207,11 @@ class GenerativeModel(abc.ABC):
         frac, props = out if isinstance(out, tuple) else (out, {})
         frac = np.asarray(frac, dtype=np.float64)
         return self.template.with_frac(frac, props).wrapped()
+
+    def sample_report(self) -> dict[str, float]:
+        """Numbers about the last sample() call that the returned structures cannot carry,
+        such as how many generated structures were rejected (one CSV row); {} when none."""
+        return {}
 
     def save(self, path) -> None:
         """Write config, template and weights atomically to one torch file."""

@@ -23,6 +23,7 @@ MODELS.register("cryingan", "dismai.models.cryingan:CryinGAN")
 MODELS.register("diffcsp", "dismai.models.diffcsp:DiffCSP")
 MODELS.register("cdvae", "dismai.models.cdvae:CDVAE")
 MODELS.register("crystens", "dismai.models.crystens:CrysTens")
+MODELS.register("unimat", "dismai.models.unimat:UniMat")
 # general-crystal models (dismai.models.crystal_model): CrystalSet in, CrystalSet out
 MODELS.register("crystens-wgan", "dismai.models.crystens_gan:CrysTensWGAN", crystals=True)
 MODELS.register("crystens-gan", "dismai.models.crystens_gan:CrysTensGAN", crystals=True)

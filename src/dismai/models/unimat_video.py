@@ -5,15 +5,19 @@ atom (spec/models.md §4.1, §4.3).
 * Each frame is a G x G element grid with 3 channels: the pixel of the atom's element
   holds its fractional (x, y, z), min-max scaled to [0, 1] with the training set's limits;
   every other pixel is -1 ("absent"). The data range is [-1, 1].
-* The grid is a periodic-table layout cropped to the dataset's elements. The published G
-  and element positions live only in the unpublished param.json (spec §9.3), so we choose:
-  in UniMat's 9 x 18 table (periods 1-7, then lanthanide and actinide rows), keep the rows
-  and the columns that hold one of the dataset's elements, in table order, at the top left
-  of the smallest square whose side is a multiple of 4 (the 3D U-Net halves the grid
-  twice). The alloys (Fe, Ni, Cr: period 4, groups 6, 8, 10) and a-Si get G = 4; the
-  interface (Li, O; Cl; Sc, Co over groups 1, 3, 9, 16, 17) gets G = 8. Keeping the table
-  order puts chemically close elements on neighbouring pixels, which is what UniMat's
-  layout is for.
+* The grid is a periodic-table layout cropped to the dataset's elements. The published
+  element positions live only in the unpublished param.json (spec §9.3); the paper states
+  that every dataset used 4 x 4 frames (Dismai-Bench §4.2.4), so we choose a layout that
+  gives 4 x 4 for all six datasets: in UniMat's 9 x 18 table (periods 1-7, then lanthanide
+  and actinide rows), keep the rows that hold one of the dataset's elements and the group
+  columns that do, in table order, then merge neighbouring columns whenever no kept row has
+  an element in both (greedily, left to right), and place the result at the top left of
+  the smallest square whose side is a multiple of 4 (the 3D U-Net halves the grid twice).
+  Within every period the elements stay in table order and groups never swap order, so
+  chemically close elements stay on neighbouring pixels, which is what UniMat's layout is
+  for. The alloys (Cr, Fe, Ni: period 4, groups 6, 8, 10; nothing to merge) give one row of
+  three; a-Si one pixel; the interface (Li, O / Cl / Sc, Co) rows 2-4 in two columns: Li
+  and Sc, then O, Cl and Co.
 
 Reconstruction, as the published converter does it: per atom, round the frame, blank the
 ground-truth pixel and call the species correct only if every other pixel still has a
@@ -74,18 +78,30 @@ class ElementGrid:
                                  f"({', '.join(self.pixels)})") from None
 
 
-def element_grid(elements, multiple: int = 4) -> ElementGrid:
-    """The cropped periodic-table layout of `elements` (see the module doc)."""
+def element_grid(elements, multiple: int = 4, side: int = 0) -> ElementGrid:
+    """The cropped, column-merged periodic-table layout of `elements` (see the module doc)
+    on a side x side grid (0: the smallest multiple of `multiple` that holds it)."""
     elements = sorted(set(elements), key=lambda e: _period_group(e))
     if not elements:
         raise InputError("an element grid needs at least one element")
     pg = {e: _period_group(e) for e in elements}
     rows = sorted({p for p, _ in pg.values()})
-    cols = sorted({g for _, g in pg.values()})
-    side = multiple * math.ceil(max(len(rows), len(cols)) / multiple)
-    if len(set(pg.values())) != len(pg):
-        raise StructureError("two elements share a periodic-table cell")  # not reachable
-    return ElementGrid(side, {e: (rows.index(p), cols.index(g)) for e, (p, g) in pg.items()})
+    columns: list[set[int]] = []  # merged group columns, each the set of rows it fills
+    col_of_group: dict[int, int] = {}
+    for g in sorted({g for _, g in pg.values()}):
+        used = {p for p, gg in pg.values() if gg == g}
+        if not columns or columns[-1] & used:
+            columns.append(set())
+        columns[-1] |= used
+        col_of_group[g] = len(columns) - 1
+    need = multiple * math.ceil(max(len(rows), len(columns)) / multiple)
+    if side and (side < max(len(rows), len(columns)) or side % multiple):
+        raise StructureError(
+            f"a {side} x {side} element grid cannot hold {', '.join(elements)} "
+            f"({len(rows)} rows x {len(columns)} columns); use a multiple of {multiple} "
+            f">= {need}, or 0 (automatic)")
+    return ElementGrid(side or need,
+                       {e: (rows.index(p), col_of_group[g]) for e, (p, g) in pg.items()})
 
 
 def fit_scaler(frac: np.ndarray) -> np.ndarray:
