@@ -7,7 +7,7 @@ weights materialised, float softmax) in this file; outputs compared; activation 
 saved for backward per sample, and the peak resident memory of a training step.
 
 CPU seconds with one thread; each row prints the reference / ours ratio measured in the
-same run.  About 4 minutes with the defaults.
+same run.  About a minute with the defaults.
 
     python benchmarks/unimat_speed.py
     python benchmarks/unimat_speed.py --batch 8 --frames 256

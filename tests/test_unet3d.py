@@ -72,3 +72,23 @@ def test_trains_on_the_diffusion_loss():
         loss.backward()
         opt.step()
     assert held_out() < 0.8 * first
+
+
+def test_temporal_attention_equals_the_straightforward_form():
+    """The stacked-heads multi-query form against per-head einsum similarities with the
+    (S, h, F, F + 1) weights materialised (benchmarks/unimat_speed.py times the two)."""
+    from dismai.models.image_diffusion import _l2norm
+
+    torch.manual_seed(3)
+    attn = TemporalAttention(8, 3, 4)
+    torch.nn.init.ones_(attn.to_out[1].g)
+    seq, mask = torch.randn(5, 7, 8), attn.mask(7, "cpu")
+    x = attn.norm(seq)
+    q = attn.to_q(x).reshape(5, 7, 3, -1).transpose(1, 2)
+    k, v = attn.to_kv(x).chunk(2, dim=-1)
+    k = torch.cat([attn.null_kv[0].expand(5, 1, -1), k], 1)
+    v = torch.cat([attn.null_kv[1].expand(5, 1, -1), v], 1)
+    q, k = _l2norm(q) * attn.q_scale, _l2norm(k) * attn.k_scale
+    w = (torch.einsum("shid,sjd->shij", q, k) * attn.scale + mask).softmax(-1)
+    want = attn.to_out(torch.einsum("shij,sjd->shid", w, v).transpose(1, 2).reshape(5, 7, -1))
+    assert torch.allclose(attn.attend(seq, mask), want, atol=1e-5)

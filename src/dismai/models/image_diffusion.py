@@ -35,8 +35,8 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["cosine_log_snr", "linear_log_snr", "alpha_sigma", "min_snr_weight",
-           "dynamic_threshold", "predicted_x0", "posterior", "resize_nearest", "diffusion_loss",
-           "sample_images", "EMA", "BestWeights", "UNet"]
+           "dynamic_threshold", "predicted_x0", "uniform_posterior_mean", "posterior",
+           "resize_nearest", "diffusion_loss", "sample_images", "EMA", "BestWeights", "UNet"]
 
 
 # ---------------------------------------------------------------------------- schedules
@@ -83,6 +83,19 @@ def predicted_x0(x_t, out, log_snr, objective: str = "eps"):
     if objective == "v":
         return alpha * x_t - sigma * out
     return (x_t - sigma * out) / alpha
+
+
+def uniform_posterior_mean(x_t, log_snr, lo: float = 0.0, hi: float = 1.0):
+    """E[x0 | x_t] when every entry of x0 is uniform on [lo, hi]: the exact denoiser of
+    such data (a truncated-normal mean), a reference for probes and tests of the sampler.
+    UniMat's a-Si coordinates are uniform on [0, 1] per pixel (benchmarks/unimat_probe.py)."""
+    alpha, sigma = (_pad(v, x_t).double() for v in alpha_sigma(log_snr))
+    mu, sd = x_t.double() / alpha, sigma / alpha
+    normal = torch.distributions.Normal(0.0, 1.0)
+    a, b = (lo - mu) / sd, (hi - mu) / sd
+    mass = (normal.cdf(b) - normal.cdf(a)).clamp(min=1e-300)
+    out = mu + sd * (normal.log_prob(a).exp() - normal.log_prob(b).exp()) / mass
+    return out.clamp(lo, hi).to(x_t.dtype)
 
 
 def dynamic_threshold(x0: torch.Tensor, percentile: float = 0.95) -> torch.Tensor:

@@ -140,14 +140,17 @@ class TemporalAttention(nn.Module):
     def attend(self, seq, mask):
         """seq (S, F, C) -> (S, F, C) under `mask` (no residual)."""
         s, f, _ = seq.shape
+        h = self.heads
         x = self.norm(seq)
-        q = self.to_q(x).reshape(s, f, self.heads, -1).transpose(1, 2)
+        # multi-query: the heads' queries share one key/value head, so they are stacked
+        # into one sequence of h F queries (keys and values are never copied per head)
+        q = self.to_q(x).reshape(s, f, h, -1).transpose(1, 2).reshape(s, 1, h * f, -1)
         k, v = self.to_kv(x).chunk(2, dim=-1)
         nk, nv = (t.expand(s, 1, -1) for t in self.null_kv.unbind(0))
         k, v = torch.cat([nk, k], 1)[:, None], torch.cat([nv, v], 1)[:, None]
         out = _cosine_attention(q, k, v, self.q_scale, self.k_scale, self.scale,
-                                attn_mask=mask.to(q.dtype))
-        return self.to_out(out.transpose(1, 2).reshape(s, f, -1))
+                                attn_mask=mask.to(q.dtype).reshape(1, h * f, f + 1))
+        return self.to_out(out.reshape(s, h, f, -1).transpose(1, 2).reshape(s, f, -1))
 
     def forward(self, x):  # (B, C, F, H, W), residual
         b, c, f, h, w = x.shape
