@@ -12,6 +12,10 @@ test (``docs/extending.md``):
   dataset has exactly the metrics an evaluation of its validation split produces, and the
   shared bad inputs are refused with one line, exit code 2 and no output files.
 
+* :func:`assert_equivariant` - rotating and translating crystals leaves a network's scalar
+  outputs unchanged and rotates its vector outputs (e3nn's ``assert_equivariant``, for
+  periodic structures).
+
 Factories: :func:`toy_structures` (a few atoms, a triclinic cell, three species blocks),
 :func:`toy_crystals` (general crystals for CrystalSet models) and :func:`model_state`
 (weights plus optimiser state, for bit-identity checks).
@@ -31,7 +35,8 @@ from dismai.structures import StructureSet
 __all__ = ["toy_structures", "toy_crystals", "model_state", "check_generative_model",
            "check_invariances",
            "check_energy_model", "check_family", "BAD_INPUTS", "requires_dataset",
-           "rms_to_nearest", "check_memorisation", "check_result_files"]
+           "rms_to_nearest", "check_memorisation", "check_result_files", "random_rotation",
+           "assert_equivariant"]
 
 
 # ---------------------------------------------------------------------------- factories
@@ -456,3 +461,41 @@ def check_memorisation(name: str, config: dict, pair: StructureSet, *, rms_tol: 
         f"{name} did not memorise 2 structures: {(rms < rms_tol).sum()} of {n_sample} " \
         f"samples within {rms_tol} Å (need {need}); RMS {np.round(np.sort(rms), 3).tolist()} Å"
     return rms
+
+
+# ---------------------------------------------------------------------------- equivariance
+def random_rotation(seed: int = 0, dtype=None):
+    """A random proper rotation matrix (det +1) as a float64 torch tensor."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    q, r = torch.linalg.qr(torch.randn(3, 3, generator=g, dtype=torch.float64))
+    q = q * torch.sign(torch.diagonal(r))[None]
+    if torch.det(q) < 0:
+        q[:, 0] = -q[:, 0]
+    return q if dtype is None else q.to(dtype)
+
+
+def assert_equivariant(fn, numbers, pos, cell, natoms, *, rtol: float = 1e-5,
+                       seed: int = 0, vectors=("vector",)) -> dict[str, float]:
+    """Rotate every crystal by one random rotation Q (positions and cell vectors) and
+    translate it: outputs of ``fn(numbers, pos, cell, natoms)`` (a dict of tensors) named
+    in `vectors` must come out rotated (v Q^T), all others unchanged, within `rtol` of the
+    output's largest magnitude.  Returns the relative errors; raises AssertionError
+    naming the output that broke.  Use float64 inputs and a float64 network."""
+    import torch
+
+    q = random_rotation(seed, pos.dtype)
+    shift = torch.tensor([0.37, -1.1, 2.3], dtype=pos.dtype)
+    with torch.no_grad():
+        a = fn(numbers, pos, cell, natoms)
+        b = fn(numbers, pos @ q.T + shift, cell @ q.T, natoms)
+    errors = {}
+    for key, out in a.items():
+        want = out @ q.T if key in vectors else out
+        scale = float(out.abs().max()) or 1.0
+        errors[key] = float((b[key] - want).abs().max()) / scale
+        assert errors[key] <= rtol, \
+            f"output {key!r} is not {'equivariant' if key in vectors else 'invariant'}: " \
+            f"relative error {errors[key]:.2e} > {rtol:.0e}"
+    return errors

@@ -1,6 +1,7 @@
-"""Periodic edge lists and triplets in plain torch, for the message-passing models (CDVAE).
+"""Periodic edge lists and triplets in plain torch, for the message-passing models (CDVAE,
+the masked-atom model).
 
-Two graphs, both as flat edge lists over a batch of crystals on one cell:
+Two graphs as flat edge lists over a batch of crystals on one cell:
 
 * :func:`radius_graph` - GemNet-dT's decoder graph, rebuilt from the (noisy) coordinates at
   every call: the <= ``max_neighbours`` nearest periodic images within ``cutoff`` of every
@@ -9,6 +10,9 @@ Two graphs, both as flat edge lists over a batch of crystals on one cell:
 * :func:`crystalnn_graph` - CDVAE's encoder graph: pymatgen ``CrystalNN`` bonds of the clean
   structure (§2.1), from the shared tessellation of :mod:`dismai.metrics.crystalnn` rather than
   a per-site pymatgen loop, cached on disk per dataset (:func:`cached_crystalnn_graphs`).
+
+and :func:`crystal_radius_graph`, the masked-atom model's radius graph of crystals that each
+have their own cell and atom count (as many periodic images as a thin cell needs).
 
 An edge e is s -> t (source, target) with integer image o applied to the source: the vector
 from source image to target is R_t - (R_s + o L).  Triplets come from one stable sort of the
@@ -27,10 +31,9 @@ import torch
 
 from dismai.models.periodic_knn import periodic_knn
 
-__all__ = ["SYMMETRISATIONS", "Edges", "radius_graph", "gemnet_triplets", "dimenet_triplets",
-           "edge_vectors", "crystalnn_bonds", "crystalnn_graph", "cached_crystalnn_graphs",
-           "EncoderGraphs",
-           "CDVAE_CRYSTALNN"]
+__all__ = ["SYMMETRISATIONS", "Edges", "radius_graph", "crystal_radius_graph", "gemnet_triplets",
+           "dimenet_triplets", "edge_vectors", "crystalnn_bonds", "crystalnn_graph",
+           "cached_crystalnn_graphs", "EncoderGraphs", "CDVAE_CRYSTALNN"]
 
 
 @dataclass
@@ -109,6 +112,52 @@ def radius_graph(frac: torch.Tensor, lattice: torch.Tensor, cutoff: float = 7.0,
     img = torch.cat([o, -o]).to(frac.dtype)
     swap = (torch.arange(2 * kept, device=frac.device) + kept) % max(2 * kept, 1)
     return Edges(src, tgt, img, swap)
+
+
+@torch.no_grad()
+def crystal_radius_graph(pos: torch.Tensor, cell: torch.Tensor, natoms: torch.Tensor,
+                         cutoff: float = 5.0, max_neighbours: int = 500) -> Edges:
+    """Periodic radius graph of crystals with their own cells and atom counts (the
+    masked-atom model's on-the-fly graph, spec models.md §7.1).
+
+    pos: (T, 3) Cartesian positions of all crystals one after the other; cell (B, 3, 3),
+    rows = cell vectors; natoms (B,).  Every atom t receives an edge from every periodic
+    image of every atom s (itself included, not its own zero image) within `cutoff`, the
+    nearest `max_neighbours` of them if there are more.  A cell thinner than the cutoff
+    gets as many images as it needs (a 4 Å perovskite at 5 Å: up to +-2 along each axis).
+    Edge vectors (use edge_vectors per crystal, or ``pos[t] - pos[s] - image @ cell``)
+    depend only on the geometry, so the graph is the same for a rotated crystal."""
+    srcs, tgts, imgs = [], [], []
+    start = 0
+    for b, n in enumerate(natoms.tolist()):
+        lat = cell[b]
+        p = pos[start:start + n]
+        vol = torch.abs(torch.det(lat))
+        widths = vol / torch.linalg.norm(torch.cross(lat[[1, 2, 0]], lat[[2, 0, 1]], dim=-1),
+                                         dim=-1)
+        reach = [int(torch.ceil(cutoff / w)) for w in widths]
+        grids = torch.meshgrid(*[torch.arange(-r, r + 1, device=pos.device) for r in reach],
+                               indexing="ij")
+        images = torch.stack([g.reshape(-1) for g in grids], 1).to(pos.dtype)  # (I, 3)
+        # vec[i, s, t] = p_t - (p_s + image_i @ lat)
+        vec = p[None, None, :, :] - p[None, :, None, :] - (images @ lat)[:, None, None, :]
+        d = torch.linalg.norm(vec, dim=-1)  # (I, s, t)
+        ok = (d <= cutoff) & (d > 1e-8)
+        i, s_, t_ = torch.nonzero(ok, as_tuple=True)
+        dist = d[i, s_, t_]
+        if max_neighbours and len(dist):
+            order = torch.argsort(dist, stable=True)  # nearest first, then stably by target
+            i, s_, t_, dist = i[order], s_[order], t_[order], dist[order]
+            order = torch.argsort(t_, stable=True)
+            i, s_, t_ = i[order], s_[order], t_[order]
+            rank = torch.arange(len(t_), device=pos.device) - torch.searchsorted(t_, t_)
+            keep = rank < max_neighbours
+            i, s_, t_ = i[keep], s_[keep], t_[keep]
+        srcs.append(s_ + start)
+        tgts.append(t_ + start)
+        imgs.append(images[i])
+        start += n
+    return Edges(torch.cat(srcs), torch.cat(tgts), torch.cat(imgs))
 
 
 def _unique_edges(s, t, o, n_nodes: int):
