@@ -115,7 +115,7 @@ def datasets_list() -> None:
     from dismai.datasets.crystal_sets import CRYSTAL_DATASETS
 
     crys = Table(title="general-crystal datasets (CrystalSet; models: crystens-diffusion, "
-                       "crystens-wgan, crystens-gan)")
+                       "crystens-wgan, crystens-gan, ssl-pretrain)")
     for col in ("name", "what", "atoms", "train", "test", "built"):
         crys.add_column(col)
     for name, spec in CRYSTAL_DATASETS.items():

@@ -29,6 +29,7 @@ MODELS.register("crystens-wgan", "dismai.models.crystens_gan:CrysTensWGAN", crys
 MODELS.register("crystens-gan", "dismai.models.crystens_gan:CrysTensGAN", crystals=True)
 MODELS.register("crystens-diffusion", "dismai.models.crystens_diffusion:CrysTensDiffusion",
                 crystals=True)
+MODELS.register("ssl-pretrain", "dismai.models.ssl:SSLPretrain", crystals=True)
 MODELS.register("random", "dismai.models.baselines:RandomBaseline", baseline=True)
 MODELS.register("shuffled-lattice", "dismai.models.baselines:ShuffledLatticeBaseline",
                 baseline=True)

@@ -1,0 +1,319 @@
+"""Self-supervised pre-training of the masked-atom equivariant model (spec/models.md §7.4):
+`ssl-pretrain`, a model of general crystals.
+
+Each step corrupts a batch of crystals (`ssl_corruption`: masking, then position noise of
+0.1 d_min) and trains the backbone (`equiformer`: 118 atom-type logits per atom and an
+equivariant 3-vector per atom) to undo it:
+
+    L = CE(logits, Z - 1) over all atoms  +  w MSE(vector, fractional noise)
+
+with Adam (1e-4 as published) and w = ``weight_loss_pos`` (the published pre-training
+value is unknown, spec §9.6; 200 is what the published GAN stage uses).  The validation
+loss (same corruption, from a generator seeded per epoch, so it is reproducible) picks the
+best weights, as published.  `reconstruction_scores` measures what pre-training learnt on
+held-out crystals against trivial baselines (docs/masked-atom.md).
+
+Sampling (our generation procedure; the published code has none, spec §7.6 (d)): a
+training crystal's cell and atom count with every atom masked and at uniformly random
+positions; ``sample_steps`` rounds, each moving every atom by minus its predicted noise
+and unmasking the most confident masked atoms, so that all are unmasked at the end.
+
+The position head is an equivariant vector trained to match fractional noise, which is not
+equivariant for non-cubic cells; kept as published (spec §7.4).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dismai.crystals import Crystal, CrystalSet
+from dismai.errors import ConfigError, TrainingDataError
+from dismai.models.config import TrainConfig, _positive
+from dismai.models.crystal_model import CrystalModel
+from dismai.models.equiformer import Equiformer, EquiformerConfig
+from dismai.models.image_diffusion import BestWeights
+from dismai.models.ssl_corruption import AtomBatch, add_position_noise, mask_atoms
+from dismai.models.training import (
+    PermutedEpochs,
+    generator_state,
+    restore_generator,
+    select_device,
+)
+
+__all__ = ["SSLPretrain", "SSLPretrainConfig", "reconstruction_scores"]
+
+_BACKBONE_KEYS = tuple(f.name for f in dataclasses.fields(EquiformerConfig))
+
+
+@dataclasses.dataclass
+class SSLPretrainConfig(TrainConfig):
+    """Defaults = main_pretrain.py with the published backbone (spec §7.1, §7.4)."""
+
+    epochs: int = 10
+    batch_size: int = 5
+    lr: float = 1e-4
+    weight_loss_pos: float = 200.0
+    mask_ratio: float = 0.15
+    mask_species_prob: float = 0.5
+    sigma_ratio: float = 0.1
+    noise: str = "gaussian"
+    as_coded_masking: bool = False  # True: the published off-by-one (last atom never masked)
+    sample_steps: int = 10
+    val_every: int = 1
+    # the backbone (EquiformerConfig)
+    layers: int = 12
+    channels: int = 128
+    hidden: int = 128
+    heads: int = 8
+    alpha_channels: int = 32
+    value_channels: int = 16
+    ffn_hidden: int = 512
+    lmax: int = 6
+    mmax: int = 2
+    edge_channels: int = 128
+    n_distance: int = 600
+    cutoff: float = 5.0
+    max_neighbours: int = 500
+    max_elements: int = 119
+    activation: str = "s2"
+    grid_resolution: int = 0
+    avg_degree: float = 23.395
+    mean_divisor: float = 0.0
+
+    RESUMABLE_KEYS: ClassVar[frozenset] = TrainConfig.RESUMABLE_KEYS | {"sample_steps"}
+
+    def backbone(self) -> EquiformerConfig:
+        return EquiformerConfig(**{k: getattr(self, k) for k in _BACKBONE_KEYS})
+
+    def validate(self) -> None:
+        super().validate()
+        _positive(self, "lr", "sample_steps", "sigma_ratio")
+        if not 0 < self.mask_ratio <= 1 or not 0 <= self.mask_species_prob <= 1:
+            raise ConfigError("mask_ratio must lie in (0, 1] and mask_species_prob in [0, 1]")
+        if self.noise not in ("gaussian", "uniform"):
+            raise ConfigError(f"noise must be gaussian or uniform, got {self.noise!r}")
+        if self.weight_loss_pos < 0:
+            raise ConfigError("weight_loss_pos must be >= 0")
+        self.backbone().validate()
+
+
+def _batch(crystals, device, dtype=torch.float32) -> AtomBatch:
+    b = AtomBatch.from_crystals(crystals, dtype=dtype)
+    return AtomBatch(b.numbers.to(device), b.pos.to(device), b.cell.to(device),
+                     b.natoms.to(device))
+
+
+class SSLPretrain(PermutedEpochs, CrystalModel):
+    """Masked-atom + position-noise pre-training of the equivariant backbone."""
+
+    name = "ssl-pretrain"
+    Config = SSLPretrainConfig
+    loss_columns = ("loss", "atom_loss", "pos_loss", "val_loss", "val_atom_loss",
+                    "val_pos_loss", "val_masked_accuracy")
+
+    def _build(self, data) -> None:
+        super()._build(data)
+        cfg = self.config
+        self._dev = select_device(cfg.device)
+        self.net = Equiformer(cfg.backbone(), 118, "node", vector_head=True).to(self._dev)
+        self.best = BestWeights(self.net)
+        self._gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
+        if isinstance(data, CrystalSet):
+            self._templates = (torch.tensor(np.stack([c.lattice for c in data])),
+                               torch.tensor(data.n_atoms))
+
+    # ------------------------------------------------------------------ weights and state
+    def modules(self) -> dict:
+        return {"net": self.net, "best": self.best}
+
+    def make_optimizers(self) -> dict:
+        return {"net": torch.optim.Adam(self.net.parameters(), lr=self.config.lr)}
+
+    def rng_states(self) -> dict:
+        return generator_state(self._gen, torch.device("cpu"))
+
+    def set_rng_states(self, states: dict) -> None:
+        restore_generator(self._gen, states, torch.device("cpu"))
+
+    def state_dict(self) -> dict:  # the training cells and atom counts: sampling templates
+        state = super().state_dict()
+        state["template_cells"], state["template_counts"] = self._templates
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        state = dict(state)
+        self._templates = (state.pop("template_cells"), state.pop("template_counts"))
+        super().load_state_dict(state)
+
+    # ------------------------------------------------------------------ data
+    def check_data(self, train, val=None) -> None:
+        super().check_data(train, val)
+        for what, s in (("training", train), ("validation", val)):
+            if s is not None and len(s) and s.n_atoms.min() < 2:
+                i = int(np.argmin(s.n_atoms))
+                raise TrainingDataError(f"{what} crystal {i} has one atom; masking and "
+                                        "position noise need at least 2")
+
+    def prepare_data(self, train: CrystalSet, val: CrystalSet | None) -> None:
+        self._train, self._val = list(train), list(val) if val else []
+        self._n_train = len(self._train)
+        self._per_epoch = math.ceil(self._n_train / self.config.batch_size)
+        self._epoch = 0
+
+    # ------------------------------------------------------------------ training
+    def losses(self, crystals, gen: torch.Generator) -> dict:
+        """Corrupt `crystals`, predict, and return the loss terms (0-d tensors) and the
+        masked-atom accuracy."""
+        cfg = self.config
+        b = _batch(crystals, self._dev)
+        masked, mask = mask_atoms(b.numbers.cpu(), b.natoms.cpu(), gen, cfg.mask_ratio,
+                                  cfg.mask_species_prob, cfg.as_coded_masking)
+        pos, target = add_position_noise(AtomBatch(b.numbers.cpu(), b.pos.cpu(),
+                                                   b.cell.cpu(), b.natoms.cpu()), gen,
+                                         cfg.sigma_ratio, cfg.noise)
+        out = self.net(masked.to(self._dev), pos.to(self._dev), b.cell, b.natoms)
+        atom = F.cross_entropy(out["node"], b.numbers - 1)
+        pos_loss = F.mse_loss(out["vector"], target.to(self._dev))
+        m = mask.to(self._dev)
+        acc = (out["node"].argmax(-1)[m] == b.numbers[m] - 1).float().mean()
+        return {"loss": atom + cfg.weight_loss_pos * pos_loss, "atom_loss": atom,
+                "pos_loss": pos_loss, "masked_accuracy": acc}
+
+    def train_step(self, items: np.ndarray, batch_index: int) -> dict:
+        terms = self.losses([self._train[i] for i in items], self._gen)
+        opt = self.optimizers["net"]
+        opt.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        opt.step()
+        n = len(items)
+        stats = {k: (terms[k].detach(), n) for k in ("loss", "atom_loss", "pos_loss")}
+        cfg = self.config
+        if (batch_index == self._per_epoch - 1 and self._val and cfg.val_every
+                and (self._epoch + 1) % cfg.val_every == 0):
+            val = self.validation(self._epoch)
+            for k, v in val.items():
+                stats[f"val_{k}"] = (v, 1)
+            self.best.offer(val["loss"], self.net)
+        return stats
+
+    @torch.no_grad()
+    def validation(self, epoch: int) -> dict[str, float]:
+        """Mean losses and masked accuracy on the validation crystals, corrupted from a
+        generator seeded by (seed, epoch): reproducible, nothing to checkpoint."""
+        g = torch.Generator().manual_seed((self.config.seed * 1_000_003 + 7919 * (epoch + 1))
+                                          % 2 ** 63)
+        was = self.net.training
+        self.net.eval()
+        try:
+            return _mean_terms(self, self._val, g)
+        finally:
+            self.net.train(was)
+
+    # ------------------------------------------------------------------ sampling
+    def _sampler(self):
+        return self.best.weights if self.best.filled else self.net
+
+    @torch.no_grad()
+    def _sample_crystals(self, n: int, seed: int):
+        net, cfg = self._sampler(), self.config
+        g = torch.Generator().manual_seed(seed)
+        cells, counts = self._templates
+        pick = torch.randint(len(counts), (n,), generator=g)
+        natoms = counts[pick].long()
+        cell = cells[pick].float()
+        owner = torch.repeat_interleave(torch.arange(n), natoms)
+        frac = torch.rand((int(natoms.sum()), 3), generator=g)
+        numbers = torch.zeros(len(frac), dtype=torch.long)
+        was = net.training
+        net.eval()
+        try:
+            for step in range(cfg.sample_steps):
+                pos = torch.einsum("ti,tij->tj", frac, cell[owner])
+                out = net(numbers.to(self._dev), pos.to(self._dev), cell.to(self._dev),
+                          natoms.to(self._dev))
+                frac = frac - out["vector"].float().cpu()
+                frac = frac - torch.floor(frac)
+                numbers = _unmask(numbers, out["node"].float().cpu(), owner, natoms,
+                                  cfg.sample_steps - step)
+        finally:
+            net.train(was)
+        crystals, start = [], 0
+        for k in range(n):
+            c = int(natoms[k])
+            crystals.append((Crystal(cell[k].double().numpy(),
+                                     frac[start:start + c].double().numpy(),
+                                     numbers[start:start + c].numpy()), ""))
+            start += c
+        return crystals
+
+
+def _unmask(numbers, logits, owner, natoms, rounds_left: int):
+    """Give the most confident masked atoms of every crystal their argmax element: a share
+    1 / rounds_left of the still-masked ones (all in the last round)."""
+    prob, z = logits.softmax(-1).max(-1)
+    masked = numbers == 0
+    left = torch.zeros(len(natoms), dtype=torch.long).index_add_(0, owner, masked.long())
+    quota = torch.ceil(left.double() / rounds_left).long()
+    score = torch.where(masked, prob, torch.full_like(prob, -1.0))
+    order = torch.argsort(owner * 4.0 - score.double(), stable=True)  # by crystal, best first
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(len(order)) - (torch.cumsum(natoms, 0) - natoms)[owner[order]]
+    chosen = masked & (rank < quota[owner])
+    return torch.where(chosen, z + 1, numbers)
+
+
+def _mean_terms(model: SSLPretrain, crystals, gen) -> dict[str, float]:
+    bs, sums, n = model.config.batch_size, {}, 0
+    for i in range(0, len(crystals), bs):
+        part = crystals[i:i + bs]
+        for k, v in model.losses(part, gen).items():
+            sums[k] = sums.get(k, 0.0) + float(v) * len(part)
+        n += len(part)
+    return {k: v / n for k, v in sums.items()}
+
+
+def reconstruction_scores(model: SSLPretrain, crystals: CrystalSet, train: CrystalSet,
+                          seed: int = 0, repeats: int = 1) -> dict[str, float]:
+    """Held-out masked-species accuracy and position-noise MSE of `model` (its sampling
+    weights), beside the trivial baselines on the same corruptions: the most frequent
+    element of `train` for every masked atom, and zero predicted noise."""
+    net = model._sampler()
+    was = net.training
+    net.eval()
+    counts = np.bincount(np.concatenate([c.numbers for c in train]), minlength=119)
+    majority = int(np.argmax(counts))
+    try:
+        with torch.no_grad():
+            g = torch.Generator().manual_seed(seed)
+            hits = base_hits = masked_total = 0
+            mse = zero_mse = 0.0
+            n_atoms = 0
+            for _ in range(repeats):
+                for i in range(0, len(crystals), model.config.batch_size):
+                    part = list(crystals[i:i + model.config.batch_size])
+                    cfg = model.config
+                    b = _batch(part, "cpu")
+                    masked, mask = mask_atoms(b.numbers, b.natoms, g, cfg.mask_ratio,
+                                              cfg.mask_species_prob, cfg.as_coded_masking)
+                    pos, target = add_position_noise(b, g, cfg.sigma_ratio, cfg.noise)
+                    out = net(masked.to(model._dev), pos.to(model._dev),
+                              b.cell.to(model._dev), b.natoms.to(model._dev))
+                    pred = out["node"].argmax(-1).cpu() + 1
+                    hits += int((pred[mask] == b.numbers[mask]).sum())
+                    base_hits += int((b.numbers[mask] == majority).sum())
+                    masked_total += int(mask.sum())
+                    mse += float((out["vector"].cpu() - target).square().sum())
+                    zero_mse += float(target.square().sum())
+                    n_atoms += 3 * len(target)
+    finally:
+        net.train(was)
+    return {"masked_accuracy": hits / masked_total,
+            "masked_accuracy_majority": base_hits / masked_total,
+            "position_mse": mse / n_atoms, "position_mse_zero": zero_mse / n_atoms,
+            "n_masked": masked_total}
