@@ -64,3 +64,29 @@ def test_bad_input():
     m = create_model("ssl-pretrain", TINY)
     with pytest.raises(TrainingDataError, match="crystal 0 has one atom"):
         m.fit(one)
+
+
+def test_finetune_surgery_keeps_the_backbone_and_drops_the_118_way_output(crystals):
+    from dismai.errors import CheckpointError
+    from dismai.models.ssl_finetune import evaluate_property, finetune, property_network
+
+    m = create_model("ssl-pretrain", {**TINY, "epochs": 1})
+    m.fit(crystals[:7])
+    cfg = m.config.backbone()
+    net, dropped = property_network(cfg, 1, m)
+    assert dropped and all(k.startswith(("head.down.", "vector.")) for k in dropped)
+    src = m._sampler().state_dict()
+    assert torch.equal(net.state_dict()["blocks.0.attn.conv1.m0.weight"],
+                       src["blocks.0.attn.conv1.m0.weight"])  # the backbone came along
+    assert property_network(cfg, 2, None)[1] == []
+    with pytest.raises(CheckpointError, match="ssl-pretrain model"):
+        property_network(cfg, 1, object())
+    with pytest.raises(CheckpointError, match="does not fit"):
+        property_network(SSLPretrainConfig(**{**TINY, "channels": 16}).backbone(), 1, m)
+    labelled = CrystalSet([Crystal(c.lattice, c.frac, c.numbers, {"e": float(i % 3)})
+                           for i, c in enumerate(crystals)])
+    for task in ("regression", "classification"):
+        net, _ = property_network(cfg, 1 if task == "regression" else 2, m)
+        fit = finetune(net, labelled[:7], "e", task, steps=3, batch_size=4, lr=1e-3)
+        got = evaluate_property(net, fit, labelled[7:], labelled[:7])
+        assert len(fit["losses"]) == 3 and all(np.isfinite(v) for v in got.values())
