@@ -15,11 +15,14 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import time
 
 import numpy as np
 import torch
+
+from crystens_speed import _saved_bytes  # same folder: activations kept for backward
 
 
 # ---------------------------------------------------------------------------- published loops
@@ -104,21 +107,6 @@ def corruption_rows(batch_sizes=(32, 256)) -> None:
               f"{t3 * 1e3:.2f} / {t4 * 1e3:.2f} ms ({t4 / t3:.0f}x) |")
 
 
-def _saved_bytes(fn, *args) -> int:
-    """Bytes of the tensors autograd keeps for backward during fn(*args)."""
-    total = 0
-
-    def pack(t):
-        nonlocal total
-        total += t.numel() * t.element_size()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = fn(*args)
-    del out
-    return total
-
-
 def _train_step(net, args) -> None:
     net.zero_grad(set_to_none=True)
     out = net(*args)
@@ -152,7 +140,7 @@ def backbone_rows(sizes: dict) -> None:
             args = (z, pos, cell, natoms)
             _train_step(net, args)  # warm-up: caches, allocator
             t, _ = _cpu(_train_step, net, args, repeats=1)
-            mem = _saved_bytes(net, *args)
+            mem = _saved_bytes(functools.partial(net, *args))
             edges = len(net.graph(z, pos, cell, natoms).distance)
             print(f"| {name} | {n_par:,} | {n} | {edges} | {t:.2f} | {mem / 2**20:.0f} MiB |")
 

@@ -52,8 +52,9 @@ _BACKBONE_KEYS = tuple(f.name for f in dataclasses.fields(EquiformerConfig))
 
 
 @dataclasses.dataclass
-class SSLPretrainConfig(TrainConfig):
-    """Defaults = main_pretrain.py with the published backbone (spec §7.1, §7.4)."""
+class SSLPretrainConfig(EquiformerConfig, TrainConfig):
+    """Defaults = main_pretrain.py with the published backbone (spec §7.1, §7.4); the
+    backbone's keys are EquiformerConfig's."""
 
     epochs: int = 10
     batch_size: int = 5
@@ -66,25 +67,6 @@ class SSLPretrainConfig(TrainConfig):
     as_coded_masking: bool = False  # True: the published off-by-one (last atom never masked)
     sample_steps: int = 10
     val_every: int = 1
-    # the backbone (EquiformerConfig)
-    layers: int = 12
-    channels: int = 128
-    hidden: int = 128
-    heads: int = 8
-    alpha_channels: int = 32
-    value_channels: int = 16
-    ffn_hidden: int = 512
-    lmax: int = 6
-    mmax: int = 2
-    edge_channels: int = 128
-    n_distance: int = 600
-    cutoff: float = 5.0
-    max_neighbours: int = 500
-    max_elements: int = 119
-    activation: str = "s2"
-    grid_resolution: int = 0
-    avg_degree: float = 23.395
-    mean_divisor: float = 0.0
 
     RESUMABLE_KEYS: ClassVar[frozenset] = TrainConfig.RESUMABLE_KEYS | {"sample_steps"}
 
@@ -92,7 +74,7 @@ class SSLPretrainConfig(TrainConfig):
         return EquiformerConfig(**{k: getattr(self, k) for k in _BACKBONE_KEYS})
 
     def validate(self) -> None:
-        super().validate()
+        TrainConfig.validate(self)
         _positive(self, "lr", "sample_steps", "sigma_ratio")
         if not 0 < self.mask_ratio <= 1 or not 0 <= self.mask_species_prob <= 1:
             raise ConfigError("mask_ratio must lie in (0, 1] and mask_species_prob in [0, 1]")
