@@ -341,6 +341,7 @@ class Graph:
     frames: EdgeFrames
     edge_features: torch.Tensor  # (E, edge_channels): distance and both atoms' numbers
     distance: torch.Tensor
+    owner: torch.Tensor  # (T,) the crystal of every atom
 
 
 class Equiformer(nn.Module):
@@ -389,7 +390,7 @@ class Equiformer(nn.Module):
                           ** 2)
         feats = self.edge_mlp(torch.cat([gauss, self.edge_source(numbers[e.source]),
                                          self.edge_target(numbers[e.target])], -1))
-        return Graph(e, EdgeFrames(vec, cfg.lmax), feats, dist)
+        return Graph(e, EdgeFrames(vec, cfg.lmax), feats, dist, owner)
 
     def forward(self, numbers, pos, cell, natoms) -> dict:
         cfg = self.cfg
@@ -408,10 +409,8 @@ class Equiformer(nn.Module):
         if self.aggregate == "node":
             out["node"] = scalars
         else:
-            owner = torch.repeat_interleave(torch.arange(len(natoms), device=pos.device),
-                                            natoms)
             total = scalars.new_zeros((len(natoms), scalars.shape[1])).index_add_(
-                0, owner, scalars)
+                0, g.owner, scalars)
             div = cfg.mean_divisor or natoms.to(scalars.dtype)[:, None]
             out["graph"] = total / div
         if self.vector is not None:

@@ -189,7 +189,8 @@ class ImageCascade:
         return (b, self.channels, side, side)
 
     def _set_images(self, train: np.ndarray, val: np.ndarray | None) -> None:
-        """Keep the (M, 4, side, side) training (and validation) images on the device."""
+        """Keep the training (and validation) images on the device: (M, 4, side, side)
+        for CrysTens, (M, 3, N, G, G) videos for UniMat."""
         self._train = torch.as_tensor(train, device=self._dev)
         self._val = None if val is None or not len(val) else torch.as_tensor(val,
                                                                                device=self._dev)
@@ -250,9 +251,7 @@ class ImageCascade:
                 opt.step()
                 self._mods[f"{name}_ema"].update(net)
                 stats[f"{name}_loss"] = (loss.detach(), len(x))
-        cfg = self.config
-        if (batch_index == self._per_epoch - 1 and self._val is not None and cfg.val_every
-                and (self._epoch + 1) % cfg.val_every == 0):
+        if self._val is not None and self.validation_due(batch_index):
             for k, v in self.validation_losses(self._epoch).items():
                 stats[f"val_{k}_loss"] = (v, 1)
                 # the published best checkpoint: EMA weights when the validation loss of the

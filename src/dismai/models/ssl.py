@@ -46,7 +46,7 @@ from dismai.models.training import (
     select_device,
 )
 
-__all__ = ["SSLPretrain", "SSLPretrainConfig", "reconstruction_scores"]
+__all__ = ["SSLPretrain", "SSLPretrainConfig", "corrupt_and_predict", "reconstruction_scores"]
 
 _BACKBONE_KEYS = tuple(f.name for f in dataclasses.fields(EquiformerConfig))
 
@@ -85,10 +85,16 @@ class SSLPretrainConfig(EquiformerConfig, TrainConfig):
         self.backbone().validate()
 
 
-def _batch(crystals, device, dtype=torch.float32) -> AtomBatch:
-    b = AtomBatch.from_crystals(crystals, dtype=dtype)
-    return AtomBatch(b.numbers.to(device), b.pos.to(device), b.cell.to(device),
-                     b.natoms.to(device))
+def corrupt_and_predict(net, crystals, gen: torch.Generator, cfg, device):
+    """Corrupt `crystals` as in pre-training (masking, then position noise, both drawn from
+    `gen` on the CPU) and run `net` on them: (outputs, true numbers, mask, fractional
+    noise target), all on `device`."""
+    b = AtomBatch.from_crystals(crystals, dtype=torch.float32)
+    masked, mask = mask_atoms(b.numbers, b.natoms, gen, cfg.mask_ratio,
+                              cfg.mask_species_prob, cfg.as_coded_masking)
+    pos, target = add_position_noise(b, gen, cfg.sigma_ratio, cfg.noise)
+    out = net(masked.to(device), pos.to(device), b.cell.to(device), b.natoms.to(device))
+    return out, b.numbers.to(device), mask.to(device), target.to(device)
 
 
 class SSLPretrain(PermutedEpochs, CrystalModel):
@@ -153,17 +159,10 @@ class SSLPretrain(PermutedEpochs, CrystalModel):
         """Corrupt `crystals`, predict, and return the loss terms (0-d tensors) and the
         masked-atom accuracy."""
         cfg = self.config
-        b = _batch(crystals, self._dev)
-        masked, mask = mask_atoms(b.numbers.cpu(), b.natoms.cpu(), gen, cfg.mask_ratio,
-                                  cfg.mask_species_prob, cfg.as_coded_masking)
-        pos, target = add_position_noise(AtomBatch(b.numbers.cpu(), b.pos.cpu(),
-                                                   b.cell.cpu(), b.natoms.cpu()), gen,
-                                         cfg.sigma_ratio, cfg.noise)
-        out = self.net(masked.to(self._dev), pos.to(self._dev), b.cell, b.natoms)
-        atom = F.cross_entropy(out["node"], b.numbers - 1)
-        pos_loss = F.mse_loss(out["vector"], target.to(self._dev))
-        m = mask.to(self._dev)
-        acc = (out["node"].argmax(-1)[m] == b.numbers[m] - 1).float().mean()
+        out, numbers, m, target = corrupt_and_predict(self.net, crystals, gen, cfg, self._dev)
+        atom = F.cross_entropy(out["node"], numbers - 1)
+        pos_loss = F.mse_loss(out["vector"], target)
+        acc = (out["node"].argmax(-1)[m] == numbers[m] - 1).float().mean()
         return {"loss": atom + cfg.weight_loss_pos * pos_loss, "atom_loss": atom,
                 "pos_loss": pos_loss, "masked_accuracy": acc}
 
@@ -175,9 +174,7 @@ class SSLPretrain(PermutedEpochs, CrystalModel):
         opt.step()
         n = len(items)
         stats = {k: (terms[k].detach(), n) for k in ("loss", "atom_loss", "pos_loss")}
-        cfg = self.config
-        if (batch_index == self._per_epoch - 1 and self._val and cfg.val_every
-                and (self._epoch + 1) % cfg.val_every == 0):
+        if self._val and self.validation_due(batch_index):
             val = self.validation(self._epoch)
             for k, v in val.items():
                 stats[f"val_{k}"] = (v, 1)
@@ -279,16 +276,12 @@ def reconstruction_scores(model: SSLPretrain, crystals: CrystalSet, train: Cryst
             for _ in range(repeats):
                 for i in range(0, len(crystals), model.config.batch_size):
                     part = list(crystals[i:i + model.config.batch_size])
-                    cfg = model.config
-                    b = _batch(part, "cpu")
-                    masked, mask = mask_atoms(b.numbers, b.natoms, g, cfg.mask_ratio,
-                                              cfg.mask_species_prob, cfg.as_coded_masking)
-                    pos, target = add_position_noise(b, g, cfg.sigma_ratio, cfg.noise)
-                    out = net(masked.to(model._dev), pos.to(model._dev),
-                              b.cell.to(model._dev), b.natoms.to(model._dev))
+                    out, numbers, mask, target = corrupt_and_predict(net, part, g, model.config,
+                                                                     model._dev)
+                    numbers, mask, target = numbers.cpu(), mask.cpu(), target.cpu()
                     pred = out["node"].argmax(-1).cpu() + 1
-                    hits += int((pred[mask] == b.numbers[mask]).sum())
-                    base_hits += int((b.numbers[mask] == majority).sum())
+                    hits += int((pred[mask] == numbers[mask]).sum())
+                    base_hits += int((numbers[mask] == majority).sum())
                     masked_total += int(mask.sum())
                     mse += float((out["vector"].cpu() - target).square().sum())
                     zero_mse += float(target.square().sum())

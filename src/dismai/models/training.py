@@ -213,6 +213,13 @@ class PermutedEpochs:
     def start_epoch(self, epoch: int) -> None:
         self._epoch = epoch
 
+    def validation_due(self, batch_index: int) -> bool:
+        """True on the last batch of every ``config.val_every``-th epoch (0: never); the
+        host sets ``self._per_epoch``, its number of batches per epoch."""
+        every = self.config.val_every
+        return bool(every) and batch_index == self._per_epoch - 1 \
+            and (self._epoch + 1) % every == 0
+
 
 def _data_fingerprint(train: StructureSet, val: StructureSet | None) -> str:
     import hashlib
