@@ -62,6 +62,7 @@ def test_charge_neutrality():
     assert charge_neutral(crystal([26, 28, 24]))  # an all-metal alloy counts
     assert charge_neutral(crystal([6, 6, 6]))  # one element
     assert not charge_neutral(crystal([11, 11, 8, 8, 8]))  # Na2O3
+    assert not charge_neutral(crystal([116, 8]))  # Lv: no SMACT data (was a KeyError)
 
 
 def test_ks_statistics_separate_shifted_cells():

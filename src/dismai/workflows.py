@@ -14,7 +14,7 @@ from dismai.errors import CheckpointError, InputError, ModelError
 
 __all__ = ["load_training_data", "train", "sample", "evaluate_file", "evaluate",
            "build", "add_dataset", "remove_dataset", "bench", "bench_rows",
-           "model_eval_options"]
+           "model_eval_options", "evaluate_reconstruction"]
 
 
 def _dataset(dataset):
@@ -188,6 +188,69 @@ def sample(run_dir, n: int, seed: int = 0, output=None, device: str = "auto"):
             out = Path(output)
             write_sample_report(model, out.with_name(f"{out.stem}.{model.sample_report_file}"))
     return structures, source
+
+
+def evaluate_reconstruction(model_file, dataset: str = "perov-5", split: str = "test",
+                            noise: float = 0.1, masking: str = "beta", repeats: int = 5,
+                            n: int | None = 500, seed: int = 0, energy: str | None = None,
+                            out=None, device: str = "auto") -> dict:
+    """The paper's reconstruction metrics of a masked-atom model (a run folder or model
+    file) on n crystals drawn (seeded, without replacement) from a general-crystal dataset
+    split or a CSV of CIFs; see dismai.metrics.reconstruction.  energy: a potential name
+    (e.g. chgnet) or None; out: a JSON file, written atomically (NaN as null)."""
+    import numpy as np
+
+    from dismai.crystals import CrystalSet
+    from dismai.datasets.crystal_sets import CRYSTAL_DATASETS, load_crystals
+    from dismai.metrics.reconstruction import STRATEGIES
+    from dismai.models.ssl_reconstruction import evaluate_reconstruction as run
+    from dismai.models.ssl_reconstruction import masked_atom_network
+
+    if not noise > 0:
+        raise InputError(f"--noise must be > 0 (sigma as a fraction of d_min), got {noise}")
+    if masking not in STRATEGIES:
+        raise InputError(f"--masking must be alpha, beta or gamma, got {masking!r}")
+    if repeats < 1 or (n is not None and n < 1):
+        raise InputError("--repeats and --n must be >= 1")
+    if dataset not in CRYSTAL_DATASETS and not (Path(dataset).is_file()
+                                                and dataset.endswith(".csv")):
+        raise InputError(f"{dataset!r} is not a general-crystal dataset: use "
+                         f"{' or '.join(CRYSTAL_DATASETS)} or a CSV file with a cif column")
+    model, source = load_run(model_file, device=device)
+    masked_atom_network(model)
+    energy_model = None
+    if energy is not None:
+        from dismai.energy import get_energy_model
+
+        energy_model = get_energy_model(energy)
+    crystals = (load_crystals(dataset, split) if dataset in CRYSTAL_DATASETS
+                else CrystalSet.from_csv(dataset))
+    if n is not None and n < len(crystals):
+        pick = np.sort(np.random.default_rng(seed).choice(len(crystals), n, replace=False))
+        crystals = CrystalSet([crystals[int(i)] for i in pick], crystals.name)
+    res = run(model, crystals, sigma_ratio=noise, masking=masking, repeats=repeats,
+              seed=seed, energy=energy_model)
+    res = {"model_file": str(source), "dataset": dataset,
+           "split": split if dataset in CRYSTAL_DATASETS else None, **res,
+           "energy_model": energy}
+    if out is not None:
+        from dismai.fileio import write_json
+
+        write_json(out, _finite_or_none(res))
+    return res
+
+
+def _finite_or_none(obj):
+    """obj with every NaN or infinite float replaced by None (strict JSON)."""
+    import math
+
+    if isinstance(obj, dict):
+        return {k: _finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_or_none(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
 
 
 def model_eval_options(cls, family: str | None) -> dict:

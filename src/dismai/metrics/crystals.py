@@ -60,7 +60,10 @@ def charge_neutral(crystal: Crystal) -> bool:
     if all(s in smact.metals for s in symbols):
         return True
     counts = counts // reduce(math.gcd, counts.tolist())
-    elements = [smact.Element(s) for s in symbols]
+    try:
+        elements = [smact.Element(s) for s in symbols]
+    except KeyError:  # SMACT has no data for it (a superheavy element): no known oxidation
+        return False  # states, so no charge-balanced composition
     electronegativities = [e.pauling_eneg for e in elements]
     threshold = int(counts.max())
     # an element without oxidation states (a noble gas) cannot be charge-balanced

@@ -191,9 +191,14 @@ def _preset_dir() -> Path:
 
 
 def preset_names(model: str) -> list[str]:
-    """Names of the presets shipped for `model` (from ``<model>-<preset>.yaml``)."""
+    """Names of the presets shipped for `model` (from ``<model>-<preset>.yaml``), not
+    counting those of a longer model name it starts ("ssl" and "ssl-pretrain-cpu")."""
+    from dismai.models.registry import available_models
+
     prefix = f"{model}-"
-    return sorted(p.stem[len(prefix):] for p in _preset_dir().glob(f"{prefix}*.yaml"))
+    longer = [f"{m}-" for m in available_models() if m.startswith(prefix)]
+    return sorted(p.stem[len(prefix):] for p in _preset_dir().glob(f"{prefix}*.yaml")
+                  if not any(p.stem.startswith(o) for o in longer))
 
 
 def preset_layers(model: str, preset: str, family: str | None) -> list[tuple[str, dict]]:

@@ -44,7 +44,8 @@ from torch import nn
 
 from dismai.models.periodic_graph import Edges, crystal_radius_graph
 
-__all__ = ["EquiformerConfig", "Equiformer", "EdgeFrames", "SO2Convolution", "n_coeffs"]
+__all__ = ["EquiformerConfig", "Equiformer", "EdgeFrames", "SO2Convolution", "n_coeffs",
+           "type_embedding"]
 
 
 def n_coeffs(lmax: int) -> int:
@@ -110,6 +111,20 @@ def _so3_generators(l: int) -> torch.Tensor:
         torch.set_default_dtype(old)
 
 
+def _pole_safe(vec: torch.Tensor) -> torch.Tensor:
+    """`vec` with the gradient of its edges within 1e-3 rad of the polar axis (y) cut off;
+    the same values.  The angles' derivatives are infinite at the pole (acos at 1, atan2
+    at (0, 0)), which made NaN gradients whenever positions need them (the masked-atom
+    GAN's `fixed` mode; an edge to an atom's own periodic image along y is at the pole,
+    with a zero gradient times an infinite one).  Those edges keep the gradient through
+    their distance."""
+    if not vec.requires_grad:
+        return vec
+    off_axis = vec[:, 0].square() + vec[:, 2].square()
+    pole = off_axis.detach() <= 1e-6 * vec.detach().square().sum(-1)
+    return torch.where(pole[:, None], vec.detach(), vec)
+
+
 class EdgeFrames:
     """Per edge, the Wigner matrices that rotate coefficients into the frame where the edge
     points along y (the polar axis of e3nn's real harmonics) and back: D(alpha, beta, 0) of
@@ -118,7 +133,7 @@ class EdgeFrames:
     def __init__(self, vec: torch.Tensor, lmax: int):
         from e3nn import o3
 
-        alpha, beta = o3.xyz_to_angles(vec)
+        alpha, beta = o3.xyz_to_angles(_pole_safe(vec))
         s = n_coeffs(lmax)
         d = vec.new_zeros((len(vec), s, s))
         for l in range(lmax + 1):
@@ -333,6 +348,16 @@ class Block(nn.Module):
         return x + self.ffn(self.norm2(x))
 
 
+def type_embedding(table: nn.Embedding, numbers: torch.Tensor) -> torch.Tensor:
+    """Rows of an atom-type embedding: a lookup for integer atomic numbers (T,); for a float
+    (T, max_elements) tensor of type probabilities, their probability-weighted mix
+    (probs @ table.weight), a soft type through which gradients reach the probabilities
+    (the masked-atom GAN's `fixed` mode)."""
+    if numbers.is_floating_point():
+        return numbers.to(table.weight.dtype) @ table.weight
+    return table(numbers)
+
+
 @dataclasses.dataclass
 class Graph:
     """What every layer needs about the edges of one batch."""
@@ -349,7 +374,8 @@ class Equiformer(nn.Module):
 
     forward(numbers (T,), pos (T, 3) Cartesian Å, cell (B, 3, 3), natoms (B,)) ->
     {"node": (T, out_channels)} or {"graph": (B, out_channels)}, plus "vector": (T, 3)
-    when built with ``vector_head``."""
+    when built with ``vector_head``.  numbers may also be a float (T, max_elements) tensor
+    of type probabilities (`type_embedding`)."""
 
     def __init__(self, cfg: EquiformerConfig, out_channels: int, aggregate: str = "node",
                  vector_head: bool = False):
@@ -388,15 +414,16 @@ class Equiformer(nn.Module):
         dist = torch.linalg.norm(vec, dim=-1)
         gauss = torch.exp(-0.5 * ((dist[:, None] - self.centres.to(dist.dtype)) / self.width)
                           ** 2)
-        feats = self.edge_mlp(torch.cat([gauss, self.edge_source(numbers[e.source]),
-                                         self.edge_target(numbers[e.target])], -1))
+        src = type_embedding(self.edge_source, numbers[e.source])
+        dst = type_embedding(self.edge_target, numbers[e.target])
+        feats = self.edge_mlp(torch.cat([gauss, src, dst], -1))
         return Graph(e, EdgeFrames(vec, cfg.lmax), feats, dist, owner)
 
     def forward(self, numbers, pos, cell, natoms) -> dict:
         cfg = self.cfg
         g = self.graph(numbers, pos, cell, natoms)
         x = pos.new_zeros((len(numbers), n_coeffs(cfg.lmax), cfg.channels))
-        x[:, 0] = self.embed(numbers)
+        x[:, 0] = type_embedding(self.embed, numbers)
         # edge-degree embedding: m = 0 coefficients in each edge frame, rotated and summed
         deg = pos.new_zeros((len(g.distance), n_coeffs(cfg.lmax), cfg.channels))
         deg[:, self.m0] = self.degree(g.edge_features).reshape(-1, cfg.lmax + 1, cfg.channels)

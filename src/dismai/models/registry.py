@@ -24,12 +24,14 @@ MODELS.register("diffcsp", "dismai.models.diffcsp:DiffCSP")
 MODELS.register("cdvae", "dismai.models.cdvae:CDVAE")
 MODELS.register("crystens", "dismai.models.crystens:CrysTens")
 MODELS.register("unimat", "dismai.models.unimat:UniMat")
+MODELS.register("ssl", "dismai.models.ssl_template:SSLTemplate")
 # general-crystal models (dismai.models.crystal_model): CrystalSet in, CrystalSet out
 MODELS.register("crystens-wgan", "dismai.models.crystens_gan:CrysTensWGAN", crystals=True)
 MODELS.register("crystens-gan", "dismai.models.crystens_gan:CrysTensGAN", crystals=True)
 MODELS.register("crystens-diffusion", "dismai.models.crystens_diffusion:CrysTensDiffusion",
                 crystals=True)
 MODELS.register("ssl-pretrain", "dismai.models.ssl:SSLPretrain", crystals=True)
+MODELS.register("ssl-gan", "dismai.models.ssl_gan:SSLGAN", crystals=True)
 MODELS.register("random", "dismai.models.baselines:RandomBaseline", baseline=True)
 MODELS.register("shuffled-lattice", "dismai.models.baselines:ShuffledLatticeBaseline",
                 baseline=True)

@@ -85,38 +85,35 @@ class SSLPretrainConfig(EquiformerConfig, TrainConfig):
         self.backbone().validate()
 
 
-def corrupt_and_predict(net, crystals, gen: torch.Generator, cfg, device):
-    """Corrupt `crystals` as in pre-training (masking, then position noise, both drawn from
-    `gen` on the CPU) and run `net` on them: (outputs, true numbers, mask, fractional
-    noise target), all on `device`."""
-    b = AtomBatch.from_crystals(crystals, dtype=torch.float32)
+def corrupt_and_predict(net, crystals, gen: torch.Generator, cfg, device, sigma_ratio=None):
+    """Corrupt `crystals` (a sequence of Crystals, or an AtomBatch) as in pre-training
+    (masking, then position noise of `sigma_ratio` d_min: cfg.sigma_ratio, or a (B,) tensor
+    of per-crystal ratios; both drawn from `gen` on the CPU) and run `net` on them:
+    (outputs, true numbers, mask, fractional noise target), all on `device`."""
+    b = crystals if isinstance(crystals, AtomBatch) else \
+        AtomBatch.from_crystals(crystals, dtype=torch.float32)
     masked, mask = mask_atoms(b.numbers, b.natoms, gen, cfg.mask_ratio,
                               cfg.mask_species_prob, cfg.as_coded_masking)
-    pos, target = add_position_noise(b, gen, cfg.sigma_ratio, cfg.noise)
+    ratio = cfg.sigma_ratio if sigma_ratio is None else sigma_ratio
+    pos, target = add_position_noise(b, gen, ratio, cfg.noise)
     out = net(masked.to(device), pos.to(device), b.cell.to(device), b.natoms.to(device))
     return out, b.numbers.to(device), mask.to(device), target.to(device)
 
 
-class SSLPretrain(PermutedEpochs, CrystalModel):
-    """Masked-atom + position-noise pre-training of the equivariant backbone."""
+class MaskedAtomTraining(PermutedEpochs):
+    """What every masked-atom model trains the same way: one backbone with type logits and a
+    vector head, Adam, a CPU generator for the corruptions, the loss, validation that keeps
+    the best weights.  A host sets ``self._train``/``self._val`` (sequences of items),
+    ``self._per_epoch`` and may override `_atom_batch` (items -> AtomBatch) and
+    `_noise_ratios` (per-crystal noise levels and loss weights)."""
 
-    name = "ssl-pretrain"
-    Config = SSLPretrainConfig
-    loss_columns = ("loss", "atom_loss", "pos_loss", "val_loss", "val_atom_loss",
-                    "val_pos_loss", "val_masked_accuracy")
-
-    def _build(self, data) -> None:
-        super()._build(data)
+    def _build_network(self) -> None:
         cfg = self.config
         self._dev = select_device(cfg.device)
         self.net = Equiformer(cfg.backbone(), 118, "node", vector_head=True).to(self._dev)
         self.best = BestWeights(self.net)
         self._gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
-        if isinstance(data, CrystalSet):
-            self._templates = (torch.tensor(np.stack([c.lattice for c in data])),
-                               torch.tensor(data.n_atoms))
 
-    # ------------------------------------------------------------------ weights and state
     def modules(self) -> dict:
         return {"net": self.net, "best": self.best}
 
@@ -129,6 +126,88 @@ class SSLPretrain(PermutedEpochs, CrystalModel):
     def set_rng_states(self, states: dict) -> None:
         restore_generator(self._gen, states, torch.device("cpu"))
 
+    def _atom_batch(self, items) -> AtomBatch:
+        return AtomBatch.from_crystals(items, dtype=torch.float32)
+
+    def _noise_ratios(self, n: int, gen: torch.Generator):
+        """(noise ratio: a number or (n,) tensor, per-crystal loss weights or None)."""
+        return self.config.sigma_ratio, None
+
+    def losses(self, items, gen: torch.Generator) -> dict:
+        """Corrupt `items`, predict, and return the loss terms (0-d tensors) and the
+        masked-atom accuracy."""
+        cfg = self.config
+        b = self._atom_batch(items)
+        ratio, weight = self._noise_ratios(len(b.natoms), gen)
+        out, numbers, m, target = corrupt_and_predict(self.net, b, gen, cfg, self._dev, ratio)
+        atom = F.cross_entropy(out["node"], numbers - 1)
+        if weight is None:
+            pos_loss = F.mse_loss(out["vector"], target)
+        else:  # per-crystal weights on the squared error of each of its atoms
+            w = weight.to(self._dev)[b.batch.to(self._dev)]
+            pos_loss = ((out["vector"] - target).square().mean(1) * w).mean()
+        acc = (out["node"].argmax(-1)[m] == numbers[m] - 1).float().mean()
+        return {"loss": atom + cfg.weight_loss_pos * pos_loss, "atom_loss": atom,
+                "pos_loss": pos_loss, "masked_accuracy": acc}
+
+    def train_step(self, items: np.ndarray, batch_index: int) -> dict:
+        terms = self.losses([self._train[i] for i in items], self._gen)
+        opt = self.optimizers["net"]
+        opt.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        opt.step()
+        n = len(items)
+        stats = {k: (terms[k].detach(), n) for k in ("loss", "atom_loss", "pos_loss")}
+        return self.validate_when_due(stats, batch_index)
+
+    def validate_when_due(self, stats: dict, batch_index: int) -> dict:
+        """Add the validation scores to a step's stats when one is due, keeping the best
+        weights by the validation loss."""
+        if self._val and self.validation_due(batch_index):
+            val = self.validation(self._epoch)
+            for k, v in val.items():
+                stats[f"val_{k}"] = (v, 1)
+            self.best.offer(val["loss"], self.net)
+        return stats
+
+    def validation_generator(self, epoch: int) -> torch.Generator:
+        """Seeded by (seed, epoch): validation is reproducible with nothing to checkpoint."""
+        return torch.Generator().manual_seed(
+            (self.config.seed * 1_000_003 + 7919 * (epoch + 1)) % 2 ** 63)
+
+    @torch.no_grad()
+    def validation(self, epoch: int) -> dict[str, float]:
+        """Mean losses and masked accuracy on the validation items, corrupted from
+        `validation_generator`."""
+        g = self.validation_generator(epoch)
+        was = self.net.training
+        self.net.eval()
+        try:
+            return _mean_terms(self, self._val, g)
+        finally:
+            self.net.train(was)
+
+    def _sampler(self):
+        """The network that samples: the best-validation weights once there are any."""
+        return self.best.weights if self.best.filled else self.net
+
+
+class SSLPretrain(MaskedAtomTraining, CrystalModel):
+    """Masked-atom + position-noise pre-training of the equivariant backbone."""
+
+    name = "ssl-pretrain"
+    Config = SSLPretrainConfig
+    loss_columns = ("loss", "atom_loss", "pos_loss", "val_loss", "val_atom_loss",
+                    "val_pos_loss", "val_masked_accuracy")
+
+    def _build(self, data) -> None:
+        super()._build(data)
+        self._build_network()
+        if isinstance(data, CrystalSet):
+            self._templates = (torch.tensor(np.stack([c.lattice for c in data])),
+                               torch.tensor(data.n_atoms))
+
+    # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:  # the training cells and atom counts: sampling templates
         state = super().state_dict()
         state["template_cells"], state["template_counts"] = self._templates
@@ -154,50 +233,7 @@ class SSLPretrain(PermutedEpochs, CrystalModel):
         self._per_epoch = math.ceil(self._n_train / self.config.batch_size)
         self._epoch = 0
 
-    # ------------------------------------------------------------------ training
-    def losses(self, crystals, gen: torch.Generator) -> dict:
-        """Corrupt `crystals`, predict, and return the loss terms (0-d tensors) and the
-        masked-atom accuracy."""
-        cfg = self.config
-        out, numbers, m, target = corrupt_and_predict(self.net, crystals, gen, cfg, self._dev)
-        atom = F.cross_entropy(out["node"], numbers - 1)
-        pos_loss = F.mse_loss(out["vector"], target)
-        acc = (out["node"].argmax(-1)[m] == numbers[m] - 1).float().mean()
-        return {"loss": atom + cfg.weight_loss_pos * pos_loss, "atom_loss": atom,
-                "pos_loss": pos_loss, "masked_accuracy": acc}
-
-    def train_step(self, items: np.ndarray, batch_index: int) -> dict:
-        terms = self.losses([self._train[i] for i in items], self._gen)
-        opt = self.optimizers["net"]
-        opt.zero_grad(set_to_none=True)
-        terms["loss"].backward()
-        opt.step()
-        n = len(items)
-        stats = {k: (terms[k].detach(), n) for k in ("loss", "atom_loss", "pos_loss")}
-        if self._val and self.validation_due(batch_index):
-            val = self.validation(self._epoch)
-            for k, v in val.items():
-                stats[f"val_{k}"] = (v, 1)
-            self.best.offer(val["loss"], self.net)
-        return stats
-
-    @torch.no_grad()
-    def validation(self, epoch: int) -> dict[str, float]:
-        """Mean losses and masked accuracy on the validation crystals, corrupted from a
-        generator seeded by (seed, epoch): reproducible, nothing to checkpoint."""
-        g = torch.Generator().manual_seed((self.config.seed * 1_000_003 + 7919 * (epoch + 1))
-                                          % 2 ** 63)
-        was = self.net.training
-        self.net.eval()
-        try:
-            return _mean_terms(self, self._val, g)
-        finally:
-            self.net.train(was)
-
     # ------------------------------------------------------------------ sampling
-    def _sampler(self):
-        return self.best.weights if self.best.filled else self.net
-
     @torch.no_grad()
     def _sample_crystals(self, n: int, seed: int):
         net, cfg = self._sampler(), self.config
@@ -247,7 +283,7 @@ def _unmask(numbers, logits, owner, natoms, rounds_left: int):
     return torch.where(chosen, z + 1, numbers)
 
 
-def _mean_terms(model: SSLPretrain, crystals, gen) -> dict[str, float]:
+def _mean_terms(model: MaskedAtomTraining, crystals, gen) -> dict[str, float]:
     bs, sums, n = model.config.batch_size, {}, 0
     for i in range(0, len(crystals), bs):
         part = crystals[i:i + bs]
