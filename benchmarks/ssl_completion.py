@@ -37,6 +37,9 @@ def main(argv=None) -> int:
     p.add_argument("--ratio", type=float, default=0.15, help="share of atoms masked")
     p.add_argument("--out", default="runs/ssl-completion")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch", type=int, default=10,
+                   help="structures per forward pass (memory: about 0.5 GB per 256-atom "
+                        "structure at the cpu size)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     out = Path(args.out)
@@ -55,6 +58,7 @@ def main(argv=None) -> int:
             print(f"trained on {args.train} structures, {args.epochs} epochs: "
                   f"{time.process_time() - t:.0f} CPU-s")
             model.save(out / "model.pt")
+        model.config.sample_batch_size = args.batch
         rows = []
         for mode in ("random", "species"):
             done, rep = complete_species(model, data.val, mode=mode, ratio=args.ratio,

@@ -64,6 +64,9 @@ def test_species_completion_reports_against_shuffling(toy):
     # the completed structures hold the same positions, some atoms' species exchanged
     assert np.allclose(np.sort(done.frac.reshape(-1)), np.sort(toy.wrapped().frac.reshape(-1)),
                        atol=1e-6)
+    m.config.sample_batch_size = 2  # the network runs in batches: the result is the same
+    again, report2 = complete_species(m, toy, mode="random", ratio=0.3, seed=1)
+    assert report2 == report and np.array_equal(again.frac, done.frac)
     with pytest.raises(InputError, match="completion mode"):
         complete_species(m, toy, mode="half")
 
@@ -71,3 +74,10 @@ def test_species_completion_reports_against_shuffling(toy):
 def test_bad_config():
     with pytest.raises(ConfigError, match="sigma_max_ratio"):
         create_model("ssl", {**TINY, "sigma_max_ratio": 0.05})
+
+
+def test_presets_are_not_confused_with_a_longer_model_name():
+    from dismai.models.config import preset_names
+
+    assert preset_names("ssl") == ["cpu", "paper", "quick"]  # not ssl-pretrain's or ssl-gan's
+    assert "cpu" in preset_names("ssl-pretrain") and "cpu" in preset_names("ssl-gan")

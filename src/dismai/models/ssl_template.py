@@ -238,21 +238,28 @@ def complete_species(model: SSLTemplate, structures: StructureSet, mode: str = "
     masked, mask = masked.reshape(b, n), mask.reshape(b, n)
     elements = torch.unique(model._numbers)
     quota = ((truth[..., None] == elements) & mask[..., None]).sum(1)  # (b, S)
+    logits = torch.empty((b, n, len(elements)))
+    bs = model.config.sample_batch_size  # the masks are drawn above: batching changes nothing
     was = net.training
     net.eval()
     try:
-        out = net(masked.reshape(-1).to(dev), (frac @ cell).reshape(-1, 3).to(dev),
-                  cell.expand(b, 3, 3).to(dev), torch.full((b,), n).to(dev))
+        for i in range(0, b, bs):
+            k = min(bs, b - i)
+            out = net(masked[i:i + k].reshape(-1).to(dev),
+                      (frac[i:i + k] @ cell).reshape(-1, 3).to(dev),
+                      cell.expand(k, 3, 3).to(dev), torch.full((k,), n).to(dev))
+            logits[i:i + k] = out["node"].float().cpu().reshape(k, n, -1)[..., elements - 1]
     finally:
         net.train(was)
-    pred = constrained_unmask(masked, out["node"].float().cpu().reshape(b, n, -1), quota,
-                              elements, rounds_left=1)
+    full = torch.full((b, n, 118), -math.inf)
+    full[..., elements - 1] = logits
+    pred = constrained_unmask(masked, full, quota, elements, rounds_left=1)
     shuffled = masked.clone()
     for i in range(b):  # the baseline: the masked species in a random order
         idx = torch.nonzero(mask[i]).flatten()
         shuffled[i, idx] = truth[i, idx[torch.randperm(len(idx), generator=g)]]
     done = structures.with_frac(_block_order(frac, pred, model._numbers).double().numpy())
-    free = elements[out["node"].float().cpu().reshape(b, n, -1)[..., elements - 1].argmax(-1)]
+    free = elements[logits.argmax(-1)]
     report = {"n_masked": int(mask.sum()),
               "masked_accuracy": float((pred[mask] == truth[mask]).double().mean()),
               "masked_accuracy_free": float((free[mask] == truth[mask]).double().mean()),
