@@ -97,7 +97,7 @@ LAYERS = [
      "dismai.provenance"],
     ["dismai.structures", "dismai.crystals", "dismai.extxyz", "dismai.readers", "dismai.fcc",
      "dismai.interface_cell"],
-    ["dismai.energy", "dismai.relax", "dismai.postprocess"],
+    ["dismai.energy", "dismai.relax", "dismai.relax_batch", "dismai.postprocess"],
     ["dismai.metrics", "dismai.evaluation", "dismai.learning"],
     ["dismai.datasets.alloy_recipe", "dismai.datasets.asi_recipe",
      "dismai.datasets.interface_recipe"],
