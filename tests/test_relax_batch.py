@@ -45,3 +45,19 @@ def test_failures_are_accounted_like_the_per_structure_engine(rattled, sw):
     assert np.isnan(pos).all()  # nothing converged, nothing kept
     recs, _ = fire_relax_batch(rattled, sw, max_displacement=1e-3)
     assert all(r["status"] == "blowup" and "moved" in r["message"] for r in recs)
+
+
+@requires_dataset("a-si-64")
+def test_relax_structures_runs_it_resumably(rattled, sw, tmp_path):
+    from dismai.relax import relax_structures
+
+    ref = relax_structures(rattled, sw, optimizer="fire", n_workers=1, progress=False)
+    got = relax_structures(rattled, sw, tmp_path, optimizer="fire-batch", progress=False)
+    cols = ("status", "steps")
+    assert [{k: r[k] for k in cols} for r in got.table] == \
+        [{k: r[k] for k in cols} for r in ref.table]
+    np.testing.assert_allclose(got.structures.frac, ref.structures.frac, atol=1e-9)
+    new = []  # a rerun on the same folder finds every structure done
+    again = relax_structures(rattled, sw, tmp_path, optimizer="fire-batch", progress=False,
+                             on_result=new.append)
+    assert new == [] and [r["e_final"] for r in again.table] == [r["e_final"] for r in got.table]

@@ -11,7 +11,9 @@ Default optimiser: 'cg', ASE's SciPy Polak-Ribière conjugate gradient with the
 reference's settings (alpha = 70, precision-loss warnings ignored), so step counts are
 comparable with the paper.  'fire', 'lbfgs' and 'bfgs' (ASE) and, for sw-vink only,
 'lammps-cg' / 'lammps-fire' (LAMMPS `minimize` with `min_modify norm max`, fastest)
-are alternatives.
+are alternatives.  'fire-batch' is the same FIRE run on batches of structures in this
+process, one energy-model call per step for the whole batch (`dismai.relax_batch`; the same
+trajectories, tested): for models whose cost per call dominates, and for GPUs.
 
 Persistence (when `out_dir` is given), designed so a `kill -9` loses nothing finished:
 - `relax_meta.json`: settings and an input fingerprint (written atomically); a resume
@@ -48,7 +50,9 @@ __all__ = ["relax_structures", "relax_atoms", "RelaxRun", "RESULT_COLUMNS", "OPT
 
 RESULT_COLUMNS = ("index", "status", "steps", "e_initial", "e_final", "fmax_final",
                   "seconds", "message")
-OPTIMIZERS = ("cg", "fire", "lbfgs", "bfgs", "lammps-cg", "lammps-fire")
+OPTIMIZERS = ("cg", "fire", "fire-batch", "lbfgs", "bfgs", "lammps-cg", "lammps-fire")
+#: structures per energy-model call with optimizer "fire-batch" (dismai.relax_batch)
+BATCH_SIZE = 32
 CONVERGED = "converged"
 _META_VERSION = 1
 
@@ -95,7 +99,7 @@ def _make_optimizer(name: str, atoms):
 
     if name == "cg":
         return SciPyFminCG(atoms, logfile=None, alpha=70.0)
-    if name == "fire":
+    if name in ("fire", "fire-batch"):  # fire-batch: the same FIRE, batched
         return FIRE(atoms, logfile=None)
     if name == "lbfgs":
         return LBFGS(atoms, logfile=None)
@@ -442,7 +446,19 @@ def relax_structures(
             n_done += 1
             report("relaxation", n_done, m, failed=n_failed)
 
-        if n_workers == 1:
+        if optimizer == "fire-batch":  # in this process, a batch per model call
+            from dismai.relax_batch import fire_relax_batch
+
+            for start in range(0, len(pending), BATCH_SIZE):
+                chunk = pending[start:start + BATCH_SIZE]
+                recs, pos = fire_relax_batch(
+                    structures[np.asarray(chunk)], model, fmax=fmax, fail_fmax=fail_fmax,
+                    max_steps=max_steps, max_displacement=max_displacement)
+                for k, (i, rec) in enumerate(zip(chunk, recs, strict=True)):
+                    rec = {key: v for key, v in rec.items() if key != "index"}
+                    record(i, rec, pos[k] if rec["status"] == CONVERGED else None)
+                    advance(rec)
+        elif n_workers == 1:
             worker = _Worker(model, structures.lattice, structures.species, settings)
             try:
                 for i in pending:
