@@ -46,7 +46,8 @@ from dismai.models.training import (
     select_device,
 )
 
-__all__ = ["SSLPretrain", "SSLPretrainConfig", "corrupt_and_predict", "reconstruction_scores"]
+__all__ = ["SSLPretrain", "SSLPretrainConfig", "MaskedAtomTraining", "corrupt",
+           "corrupt_and_predict", "reconstruction_scores"]
 
 _BACKBONE_KEYS = tuple(f.name for f in dataclasses.fields(EquiformerConfig))
 
@@ -92,12 +93,19 @@ def corrupt_and_predict(net, crystals, gen: torch.Generator, cfg, device, sigma_
     (outputs, true numbers, mask, fractional noise target), all on `device`."""
     b = crystals if isinstance(crystals, AtomBatch) else \
         AtomBatch.from_crystals(crystals, dtype=torch.float32)
+    masked, mask, pos, target = corrupt(b, gen, cfg, sigma_ratio)
+    out = net(masked.to(device), pos.to(device), b.cell.to(device), b.natoms.to(device))
+    return out, b.numbers.to(device), mask.to(device), target.to(device)
+
+
+def corrupt(b: AtomBatch, gen: torch.Generator, cfg, sigma_ratio=None):
+    """The pre-training corruption of a batch, masking then position noise (both drawn
+    from `gen`): (masked numbers, mask, wrapped noisy positions, fractional noise)."""
     masked, mask = mask_atoms(b.numbers, b.natoms, gen, cfg.mask_ratio,
                               cfg.mask_species_prob, cfg.as_coded_masking)
     ratio = cfg.sigma_ratio if sigma_ratio is None else sigma_ratio
     pos, target = add_position_noise(b, gen, ratio, cfg.noise)
-    out = net(masked.to(device), pos.to(device), b.cell.to(device), b.natoms.to(device))
-    return out, b.numbers.to(device), mask.to(device), target.to(device)
+    return masked, mask, pos, target
 
 
 class MaskedAtomTraining(PermutedEpochs):
@@ -125,6 +133,14 @@ class MaskedAtomTraining(PermutedEpochs):
 
     def set_rng_states(self, states: dict) -> None:
         restore_generator(self._gen, states, torch.device("cpu"))
+
+    def _set_items(self, train: list, val: list) -> None:
+        """The training and validation items (whatever `_atom_batch` takes) and the
+        epoch bookkeeping that follows from them."""
+        self._train, self._val = train, val
+        self._n_train = len(train)
+        self._per_epoch = math.ceil(self._n_train / self.config.batch_size)
+        self._epoch = 0
 
     def _atom_batch(self, items) -> AtomBatch:
         return AtomBatch.from_crystals(items, dtype=torch.float32)
@@ -228,10 +244,7 @@ class SSLPretrain(MaskedAtomTraining, CrystalModel):
                                         "position noise need at least 2")
 
     def prepare_data(self, train: CrystalSet, val: CrystalSet | None) -> None:
-        self._train, self._val = list(train), list(val) if val else []
-        self._n_train = len(self._train)
-        self._per_epoch = math.ceil(self._n_train / self.config.batch_size)
-        self._epoch = 0
+        self._set_items(list(train), list(val) if val else [])
 
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
@@ -284,10 +297,17 @@ def _unmask(numbers, logits, owner, natoms, rounds_left: int):
 
 
 def _mean_terms(model: MaskedAtomTraining, crystals, gen) -> dict[str, float]:
-    bs, sums, n = model.config.batch_size, {}, 0
-    for i in range(0, len(crystals), bs):
-        part = crystals[i:i + bs]
-        for k, v in model.losses(part, gen).items():
+    return batch_means(crystals, model.config.batch_size,
+                       lambda part, start: model.losses(part, gen))
+
+
+def batch_means(items, batch_size: int, terms) -> dict[str, float]:
+    """Means over `items` of the numbers terms(part, start) gives per batch, each batch
+    weighted by its size."""
+    sums, n = {}, 0
+    for i in range(0, len(items), batch_size):
+        part = items[i:i + batch_size]
+        for k, v in terms(part, i).items():
             sums[k] = sums.get(k, 0.0) + float(v) * len(part)
         n += len(part)
     return {k: v / n for k, v in sums.items()}

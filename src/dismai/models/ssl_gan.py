@@ -49,8 +49,8 @@ import torch.nn.functional as F
 
 from dismai.errors import CheckpointError, ConfigError, TrainingDataError
 from dismai.models.config import _positive
-from dismai.models.ssl import SSLPretrain, SSLPretrainConfig
-from dismai.models.ssl_corruption import AtomBatch, add_position_noise, mask_atoms
+from dismai.models.ssl import SSLPretrain, SSLPretrainConfig, batch_means, corrupt
+from dismai.models.ssl_corruption import AtomBatch, add_position_noise
 
 __all__ = ["SSLGAN", "SSLGANConfig", "MODES", "discriminator_due"]
 
@@ -211,9 +211,7 @@ class SSLGAN(SSLPretrain):
         and the fake (types, positions), detached."""
         cfg, dev = self.config, self._dev
         b = AtomBatch.from_crystals(crystals, dtype=torch.float32)
-        masked, mask = mask_atoms(b.numbers, b.natoms, gen, cfg.mask_ratio,
-                                  cfg.mask_species_prob, cfg.as_coded_masking)
-        noisy, target = add_position_noise(b, gen, cfg.sigma_ratio, cfg.noise)
+        masked, mask, noisy, target = corrupt(b, gen, cfg)
         cell, natoms, numbers = b.cell.to(dev), b.natoms.to(dev), b.numbers.to(dev)
         noisy, target, mask = noisy.to(dev), target.to(dev), mask.to(dev)
         with self._autocast():
@@ -285,22 +283,20 @@ class SSLGAN(SSLPretrain):
     def validation(self, epoch: int) -> dict[str, float]:
         """Mean G losses, masked accuracy and D accuracy on the validation crystals,
         corrupted from `validation_generator`."""
-        g = self.validation_generator(epoch)
-        bs, sums, n = self.config.batch_size, {}, 0
+        g, bs = self.validation_generator(epoch), self.config.batch_size
+
+        def terms(part, start):
+            t = self.generator_terms(part, g)
+            t.update(self.discriminator_terms(t.pop("batch"), t.pop("fake"),
+                                              self._val_labels[start:start + bs], g))
+            t.pop("d_loss")
+            return t
+
         self.set_train_mode(False)
         try:
-            for i in range(0, len(self._val), bs):
-                part = self._val[i:i + bs]
-                t = self.generator_terms(part, g)
-                t.update(self.discriminator_terms(t.pop("batch"), t.pop("fake"),
-                                                  self._val_labels[i:i + bs], g))
-                t.pop("d_loss")
-                for k, v in t.items():
-                    sums[k] = sums.get(k, 0.0) + float(v) * len(part)
-                n += len(part)
+            return batch_means(self._val, bs, terms)
         finally:
             self.set_train_mode(True)
-        return {k: v / n for k, v in sums.items()}
 
 
 def _onehot(k: int, n: int, device) -> torch.Tensor:

@@ -139,11 +139,8 @@ class SSLTemplate(MaskedAtomTraining, TrainableModel):
         return ratio.float(), ((lo / ratio) ** 2).float()
 
     def prepare_data(self, train: StructureSet, val: StructureSet | None) -> None:
-        self._train = list(train.wrapped().frac.astype(np.float32))
-        self._val = list(val.wrapped().frac.astype(np.float32)) if val is not None else []
-        self._n_train = len(self._train)
-        self._per_epoch = math.ceil(self._n_train / self.config.batch_size)
-        self._epoch = 0
+        self._set_items(list(train.wrapped().frac.astype(np.float32)),
+                        list(val.wrapped().frac.astype(np.float32)) if val is not None else [])
         b = self._atom_batch(self._train[: min(len(self._train), 200)])
         d = min_incell_distance(b.pos.double(), b.natoms)
         if not bool((d > 0).all()):
