@@ -287,7 +287,10 @@ def test_tiny_trained_model_end_to_end_and_cli(tmp_path):
     assert "structural_similarity_matched" in r.output
 
     RandomBaseline().fit(toy_structures(3), run_dir=tmp_path / "random")
+    create_model("ssl", {**tiny, "sample_steps": 1}).fit(  # an ssl model of one template
+        toy_structures(3), run_dir=tmp_path / "template")
     for args, msg in (([tmp_path / "random"], "random is not a masked-atom model"),
+                      ([tmp_path / "template"], "learns one fixed template"),
                       ([tmp_path / "run", "--noise", "0"], "--noise must be > 0"),
                       ([tmp_path / "run", "--masking", "delta"], "--masking must be"),
                       ([tmp_path / "run", "--dataset", "a-si-64"],

@@ -427,7 +427,7 @@ def bench(
 @app.command("evaluate-reconstruction")
 @friendly
 def evaluate_reconstruction(
-    model_file: Path = typer.Argument(..., help="a masked-atom model (ssl-pretrain): run "
+    model_file: Path = typer.Argument(..., help="a masked-atom model (ssl-pretrain, ssl-gan): run "
                                                 "folder or model file"),
     dataset: str = typer.Option("perov-5", "--dataset",
                                 help="general-crystal dataset (perov-5, carbon-24) or a CSV "

@@ -218,6 +218,9 @@ def evaluate_reconstruction(model_file, dataset: str = "perov-5", split: str = "
                          f"{' or '.join(CRYSTAL_DATASETS)} or a CSV file with a cif column")
     model, source = load_run(model_file, device=device)
     masked_atom_network(model)
+    if not _is_crystal_model(type(model)):  # `ssl` learnt one Dismai template, not crystals
+        raise InputError(f"{source}: {model.name} learns one fixed template; "
+                         "reconstruction on general crystals needs ssl-pretrain or ssl-gan")
     energy_model = None
     if energy is not None:
         from dismai.energy import get_energy_model
