@@ -25,6 +25,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Generative models and benchmarks for large disordered materials.")
 datasets_app = typer.Typer(no_args_is_help=True, help="List, inspect, build and export datasets.")
 app.add_typer(datasets_app, name="datasets")
+potentials_app = typer.Typer(no_args_is_help=True,
+                             help="List energy models; rebuild a distilled potential.")
+app.add_typer(potentials_app, name="potentials")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -471,6 +474,51 @@ def evaluate_reconstruction(
             f"{r['from']}->{r['to']} {r['count']}" for r in top))
     if output is not None:
         console.print(f"wrote {output}")
+
+
+@potentials_app.command("list")
+@friendly
+def potentials_list() -> None:
+    """Registered energy models, and the distilled ones with their manifests."""
+    from dismai.energy import available_potentials
+    from dismai.energy.distill import POTENTIAL_RECIPES
+    from dismai.energy.distilled import shipped_potential_dir
+
+    table = Table(title="dismai energy models")
+    for col in ("name", "kind", "shipped weights"):
+        table.add_column(col)
+    for name in available_potentials():
+        if name in POTENTIAL_RECIPES:
+            man = shipped_potential_dir() / f"{name}.json"
+            info = "no (dismai potentials build " + name + ")"
+            if man.exists():
+                m = json.loads(man.read_text())
+                info = f"yes: {m['teacher']} distilled, {m['data']['train_frames']} frames"
+            table.add_row(name, f"distilled ({POTENTIAL_RECIPES[name]['system']})", info)
+        else:
+            table.add_row(name, "universal / classical", "-")
+    Console(width=max(console.width, 100)).print(table)
+
+
+@potentials_app.command("build")
+@friendly
+def potentials_build(
+    name: str = typer.Argument(..., help="a distilled potential's recipe (interface-mlip)"),
+    work: Path = typer.Option(None, "--work", help="work folder (teacher frames, training "
+                              "checkpoint; default runs/potentials/NAME); rerun to resume"),
+    out: Path = typer.Option(None, "--out", help="folder for NAME.pt and NAME.json "
+                             "(default: the work folder)"),
+) -> None:
+    """Reproduce a distilled potential from its recipe: teacher data, training, validation.
+
+    CPU-heavy (the teacher relaxes every candidate); every stage resumes."""
+    from dismai.energy.distill import build_potential, get_recipe
+
+    get_recipe(name)
+    work = work or Path("runs") / "potentials" / name
+    man = build_potential(name, work, out, log=typer.echo)
+    typer.echo(json.dumps(man["validation"], indent=1))
+    console.print(f"wrote {(out or work) / (name + '.pt')} and its manifest")
 
 
 def _fmt(v) -> str:

@@ -93,6 +93,7 @@ POTENTIALS = Registry("energy model")
 POTENTIALS.register("sw-vink", "dismai.energy.stillinger_weber:SWVinkModel")
 POTENTIALS.register("chgnet", "dismai.energy.mlip:CHGNetModel")
 POTENTIALS.register("sevennet", "dismai.energy.mlip:SevenNetModel")
+POTENTIALS.register("interface-mlip", "dismai.energy.distilled:DistilledModel")
 
 
 def register_potential(name: str, factory: Callable[..., EnergyModel] | str) -> None:
