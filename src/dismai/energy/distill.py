@@ -50,8 +50,8 @@ POTENTIAL_RECIPES = {
         "holdout_jobs": 2,  # held-in jobs kept out of the fit to select the best epoch
         "model": {"cutoff": 5.0, "channels": 32, "n_layers": 2, "n_radial": 8,
                   "avg_neighbours": 38.0},
-        "training": {"epochs": 6, "batch_size": 4, "lr": 5e-3, "lr_final": 5e-5,
-                     "w_energy": 100.0, "seed": 0, "dtype": "float32"},
+        "training": {"epochs": 6, "batch_size": 2, "lr": 1e-2, "lr_final": 1e-4,
+                     "w_energy": 10.0, "seed": 0, "dtype": "float32"},
     },
 }
 
@@ -174,8 +174,20 @@ def validate_potential(model, recipe: dict, valid_paths, teacher=None, log=print
         noise = np.linalg.norm(f_d.mean_fp[s] - f_c.mean_fp[s], axis=1)
         out["fingerprint_distance"][s] = float(d.mean())
         out["noise_floor_distilled_cg_vs_fire"][s] = float(noise.mean())
-        out["motif_shares"][s] = {"teacher": _motif_shares(f_t, s),
-                                  "distilled": _motif_shares(f_d, s)}
+        shares = {"teacher": _motif_shares(f_t, s), "distilled": _motif_shares(f_d, s),
+                  "distilled_cg": _motif_shares(f_c, s)}
+
+        def max_diff(a, b):
+            return max(abs(a.get(k, 0.0) - b.get(k, 0.0)) for k in set(a) | set(b))
+
+        shares["max_abs_difference_teacher_vs_distilled"] = max_diff(shares["teacher"],
+                                                                     shares["distilled"])
+        shares["max_abs_difference_distilled_fire_vs_cg"] = max_diff(shares["distilled"],
+                                                                     shares["distilled_cg"])
+        for tag, f in (("teacher", f_t), ("distilled", f_d), ("distilled_cg", f_c)):
+            shares[f"mean_cn_{tag}"] = float(f.cn[s].mean())
+            shares[f"mean_n_o_{tag}"] = float(f.n_o[s].mean())
+        out["motif_shares"][s] = shares
     out["energy"] = {
         "spearman_teacher_at_distilled_vs_teacher_minima": _spearman(e_tsp, e_tmin),
         "mean_teacher_at_distilled_minus_teacher_minimum_mev_atom":

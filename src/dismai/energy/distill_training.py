@@ -1,7 +1,10 @@
 """Fit a `PotentialNet` to a teacher's energies and forces, resumably and deterministically.
 
-Loss per batch: ``w_energy * mean((dE / N)^2) + mean(|dF|^2) / 3`` with energies per atom in
-eV and forces in eV/A.  Adam with a cosine-decayed learning rate; the weights with the
+Loss per batch: ``w_energy * mean((dE / N)^2) + (2 / delta) * huber(dF, delta)`` over force
+components, energies per atom in eV and forces in eV/A.  The Huber loss is quadratic below
+delta = 0.05 eV/A and linear (like |dF|) above, so the first relaxation steps and the rattled
+frames, with forces of several eV/A, do not outweigh the near-minimum frames that decide
+where a relaxation ends.  Adam with a cosine-decayed learning rate; the weights with the
 lowest validation force MAE are kept.  A checkpoint (weights, optimiser, epoch, RNG state,
 best weights) is written atomically every `checkpoint_minutes` and at each epoch end, so a
 rerun with the same settings continues where the last one stopped.
@@ -24,8 +27,9 @@ from dismai.fileio import write_bytes
 
 __all__ = ["TRAINING_DEFAULTS", "fit_potential", "frame_errors"]
 
-TRAINING_DEFAULTS = {"epochs": 6, "batch_size": 4, "lr": 5e-3, "lr_final": 5e-5,
-                     "w_energy": 100.0, "seed": 0, "checkpoint_minutes": 3.0,
+TRAINING_DEFAULTS = {"epochs": 6, "batch_size": 2, "lr": 1e-2, "lr_final": 1e-4,
+                     "w_energy": 10.0, "huber_delta": 0.05, "seed": 0,
+                     "checkpoint_minutes": 3.0,
                      "dtype": "float32"}
 
 
@@ -73,6 +77,9 @@ def fit_potential(train: Frames, valid: Frames, model_config: dict, settings: di
     scale = float(np.sqrt(np.mean(train.forces ** 2)))
     cfg = {**model_config, "energy_shift": shift, "energy_scale": scale}
     net = PotentialNet(**cfg).to(dtype)
+    # start from a constant energy (zero forces): measured on interface frames, this fits
+    # forces about twice as fast as starting from the random readout's large forces
+    torch.nn.init.zeros_(net.readout[-1].weight)
     opt = torch.optim.Adam(net.parameters(), lr=float(s["lr"]))
     bs = int(s["batch_size"])
     steps_per_epoch = math.ceil(len(train) / bs)
@@ -99,6 +106,7 @@ def fit_potential(train: Frames, valid: Frames, model_config: dict, settings: di
     lattice = torch.as_tensor(train.lattice, dtype=dtype)
     idx = net.species_index(train.species)
     w_e = float(s["w_energy"])
+    delta = float(s["huber_delta"])
     last_save = time.monotonic()
     while state["epoch"] < int(s["epochs"]):
         epoch = state["epoch"]
@@ -116,7 +124,8 @@ def fit_potential(train: Frames, valid: Frames, model_config: dict, settings: di
             e, f = net.energy_forces(cart, lattice, idx, create_graph=True)
             e_ref = torch.as_tensor(train.energy[sel], dtype=dtype)
             f_ref = torch.as_tensor(train.forces[sel], dtype=dtype)
-            loss = w_e * ((e - e_ref) / n).square().mean() + (f - f_ref).square().mean()
+            loss = w_e * ((e - e_ref) / n).square().mean() + torch.nn.functional.huber_loss(
+                f, f_ref, delta=delta) * (2.0 / delta)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

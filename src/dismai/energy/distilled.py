@@ -81,7 +81,10 @@ def radius_edges(cart: torch.Tensor, lattice: torch.Tensor, cutoff: float):
 
 
 class _Bessel(nn.Module):
-    """sin(k pi r / rc) / r, k = 1..n, times NequIP's polynomial envelope (p = 6)."""
+    """sqrt(2) sin(k pi x) / x with x = r / rc, k = 1..n, times NequIP's polynomial envelope
+    (p = 6), which goes to 0 with its first derivatives at the cutoff.  Scaled to be of order
+    1 (NequIP's 2/rc sin(k pi x)/r is the same up to a constant) so a network initialised to
+    keep variances starts with forces of the teacher's size."""
 
     def __init__(self, cutoff: float, n: int = 8, p: int = 6):
         super().__init__()
@@ -94,8 +97,39 @@ class _Bessel(nn.Module):
         p = self.p
         env = (1 - (p + 1) * (p + 2) / 2 * x ** p + p * (p + 2) * x ** (p + 1)
                - p * (p + 1) / 2 * x ** (p + 2)) * (x < 1)
-        return (math.sqrt(2 / self.cutoff) * torch.sin(self.k * x[:, None]) / r[:, None]
-                * env[:, None])
+        return math.sqrt(2.0) * torch.sin(self.k * x[:, None]) / x[:, None] * env[:, None]
+
+
+#: 1 / sqrt(E[silu(z)^2]) for z ~ N(0, 1): keeps activations of unit second moment
+_SILU_NORM = 1.679
+
+
+def _silu(x: torch.Tensor) -> torch.Tensor:
+    return _SILU_NORM * torch.nn.functional.silu(x)
+
+
+def _linear(fan_in: int, fan_out: int, bias: bool = False) -> nn.Linear:
+    """A linear map initialised to keep the second moment (weights N(0, 1/fan_in))."""
+    lin = nn.Linear(fan_in, fan_out, bias=bias)
+    nn.init.normal_(lin.weight, 0.0, 1.0 / math.sqrt(fan_in))
+    if bias:
+        nn.init.zeros_(lin.bias)
+    return lin
+
+
+class _RadialMLP(nn.Module):
+    """Bias-free MLP of the radial basis, its hidden layer scaled per species pair: every
+    pair of elements gets its own radial functions (a Li-O contact is not a Cl-Cl one),
+    and the output is zero wherever the basis is (at the cutoff)."""
+
+    def __init__(self, n_radial: int, hidden: int, n_out: int, n_species: int):
+        super().__init__()
+        self.l1, self.l2 = _linear(n_radial, hidden), _linear(hidden, n_out)
+        self.n_species = n_species
+        self.pair = nn.Parameter(torch.ones(n_species * n_species, hidden))
+
+    def forward(self, rbf: torch.Tensor, pair: torch.Tensor) -> torch.Tensor:
+        return self.l2(_silu(self.l1(rbf)) * self.pair.index_select(0, pair))
 
 
 class _Interaction(nn.Module):
@@ -117,12 +151,11 @@ class _Interaction(nn.Module):
         self.c, self.first = c, first
         self.norm = 1.0 / math.sqrt(avg_neighbours)
         n_paths = 2 if first else 4
-        self.radial = nn.Sequential(nn.Linear(n_radial, 32, bias=False), nn.SiLU(),
-                                    nn.Linear(32, n_paths * c, bias=False))
-        self.lin_s = nn.Linear(c, c, bias=False)
+        self.radial = _RadialMLP(n_radial, 32, n_paths * c, n_species)
+        self.lin_s = _linear(c, c)
         n_ms = 1 if first else 2
         n_mv = 1 if first else 2
-        self.out_s = nn.Linear(n_ms * c, 2 * c, bias=False)
+        self.out_s = _linear(n_ms * c, 2 * c)
         self.out_v = nn.Parameter(torch.randn(n_mv * c, c) / math.sqrt(n_mv * c))
         self.self_s = nn.Parameter(torch.randn(n_species, c, 2 * c) / math.sqrt(c))
         if not first:
@@ -131,7 +164,9 @@ class _Interaction(nn.Module):
 
     def forward(self, s, v, species_idx, unit, rbf, src, tgt):
         n, c = s.shape[0], self.c
-        w = self.radial(rbf)
+        pair = species_idx.index_select(0, src) * self.radial.n_species + \
+            species_idx.index_select(0, tgt)
+        w = self.radial(rbf, pair)
         hs = self.lin_s(s).index_select(0, src)
         ms = [w[:, :c] * hs]
         mv = [w[:, c:2 * c, None] * hs[:, :, None] * unit[:, None, :]]
@@ -148,7 +183,8 @@ class _Interaction(nn.Module):
         u_v = torch.einsum("nci,cd->ndi", agg_v * self.norm, self.out_v)
         if not self.first:
             u_v = u_v + torch.einsum("nci,ncd->ndi", v, self.self_v.index_select(0, species_idx))
-        return torch.nn.functional.silu(u_s[:, :c]), u_v * torch.sigmoid(u_s[:, c:])[..., None]
+        # the sigmoid gates average 1/2: the factor 2 keeps the vectors' size
+        return _silu(u_s[:, :c]), 2.0 * u_v * torch.sigmoid(u_s[:, c:])[..., None]
 
 
 class PotentialNet(nn.Module):
@@ -166,13 +202,13 @@ class PotentialNet(nn.Module):
         self.species = list(species)
         self.cutoff = float(cutoff)
         ns = len(species)
-        self.embed = nn.Embedding(ns, channels)
+        self.embed = nn.Embedding(ns, channels)  # N(0, 1) entries
         self.radial = _Bessel(cutoff, n_radial)
         self.layers = nn.ModuleList(
             _Interaction(channels, n_radial, ns, avg_neighbours, first=(i == 0))
             for i in range(n_layers))
-        self.readout = nn.Sequential(nn.Linear(channels, channels), nn.SiLU(),
-                                     nn.Linear(channels, 1))
+        self.readout = nn.Sequential(_linear(channels, channels, bias=True), nn.SiLU(),
+                                     _linear(channels, 1, bias=True))
         self.register_buffer("shift", torch.tensor(float(energy_shift)))
         self.register_buffer("scale", torch.tensor(float(energy_scale)))
 
@@ -287,6 +323,12 @@ class DistilledModel(CalculatorModel):
         state = dict(self.__dict__)
         state["_net"] = None
         return state
+
+    @property
+    def model_name(self) -> str:
+        """The weights' SHA-256 prefix: relaxation stores record it, so a resume with other
+        weights is refused rather than mixed."""
+        return _sha256(self.weights_path())[:16] if self.weights_path().exists() else ""
 
     def weights_path(self) -> Path:
         return Path(self.path) if self.path else shipped_potential_dir() / f"{self.name}.pt"
