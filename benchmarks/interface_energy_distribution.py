@@ -2,11 +2,12 @@
 beside the paper's (Dismai-Bench §2.5: a spread of about 1.4 J/m², about 48 % of the
 relaxed random structures within 0.4 J/m² of the lowest).
 
-Reads the build's resumable relaxation store (so it also works on a partial build), sets
+Reads the build's resumable relaxation store (so it also works on a partial build), or the
+teacher jobs of a distilled potential (WORK/teacher/*.npz: the preview's source), sets
 E_ref as the recipe does (lowest relaxed energy + 0.4 J/m²) and writes a histogram PNG and
 a one-line summary.
 
-    python benchmarks/interface_energy_distribution.py builds/interface \\
+    python benchmarks/interface_energy_distribution.py runs/potentials/interface-mlip \\
         -o docs/interface-candidate-energies.png
 """
 
@@ -24,8 +25,16 @@ PAPER = {"spread_j_m2": 1.4, "low_energy_share": 0.48}
 def relaxed_energies(work: Path) -> tuple[np.ndarray, int]:
     """Final energies per atom of the converged candidates, and the number of records."""
     path = work / "relax" / "results.jsonl"
+    jobs = sorted((work / "teacher").glob("*.npz"))
+    if not path.exists() and jobs:  # the teacher jobs of a distilled potential / preview
+        e = []
+        for job in jobs:
+            with np.load(job) as z:
+                if bool(z["converged"]):
+                    e.append(float(z["energy"][z["kind"] == 0][-1]) / z["positions"].shape[1])
+        return np.asarray(e), len(jobs)
     if not path.exists():
-        raise SystemExit(f"error: no relaxation store at {path}")
+        raise SystemExit(f"error: no relaxation store at {path} and no teacher jobs")
     recs = {}
     for line in path.read_text().splitlines():
         try:

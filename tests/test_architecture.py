@@ -27,7 +27,7 @@ def test_every_registered_name_loads(registry):
 def test_every_energy_model_name_resolves():
     from dismai.energy.base import POTENTIALS
 
-    assert set(available_potentials()) == {"sw-vink", "chgnet", "sevennet"}
+    assert set(available_potentials()) == {"sw-vink", "chgnet", "sevennet", "interface-mlip"}
     for name in POTENTIALS.names():
         assert callable(POTENTIALS.get(name))
 
@@ -100,7 +100,8 @@ LAYERS = [
     ["dismai.energy", "dismai.relax", "dismai.relax_batch", "dismai.postprocess"],
     ["dismai.metrics", "dismai.evaluation", "dismai.learning"],
     ["dismai.datasets.alloy_recipe", "dismai.datasets.asi_recipe",
-     "dismai.datasets.interface_recipe"],
+     "dismai.datasets.interface_recipe",
+     "dismai.energy.distill"],  # a potential's recipe: candidates, teacher, validation metrics
     ["dismai.families"],
     ["dismai.datasets", "dismai.models", "dismai.report"],
     ["dismai.workflows"],

@@ -195,3 +195,46 @@ def test_cli_potentials(tmp_path):
     assert res.exit_code == 0 and "interface-mlip" in res.output
     res = CliRunner().invoke(app, ["potentials", "build", "nope", "--work", str(tmp_path)])
     assert res.exit_code != 0 and "unknown potential recipe" in res.output
+
+
+def test_interface_preview_is_shipped_and_consistent():
+    from dismai.datasets import load
+    from dismai.interface_cell import interface_energy
+
+    ds = load("interface-preview")
+    assert ds.manifest["preview"] is True and ds.manifest["n_structures"] == 32
+    assert ds.manifest["recipe"]["energy_model"] == "chgnet"
+    e = np.concatenate([ds.train.properties["energy_per_atom"],
+                        ds.val.properties["energy_per_atom"]])
+    # every shipped structure is inside the low-energy window of its E_ref
+    gamma = interface_energy(e, ds.manifest["build"]["e_ref_eV_per_atom"])
+    assert np.all(gamma <= 1e-12) and len(ds.train) == 26
+
+
+def test_datasets_list_marks_the_preview():
+    from typer.testing import CliRunner
+
+    from dismai.cli import app
+
+    res = CliRunner().invoke(app, ["datasets", "list"])
+    assert res.exit_code == 0
+    line = next(x for x in res.output.splitlines() if "interface-preview" in x)
+    assert "preview" in line.split("interface-preview", 1)[1]
+
+
+@pytest.mark.slow
+def test_preview_rebuild_is_bit_identical(tmp_path):
+    """Needs the teacher jobs (2.7 CPU-hours with CHGNet, or the potential's work folder
+    linked at WORK/interface-preview-seed0/teacher)."""
+    from dismai.datasets.build import build_dataset
+    from dismai.datasets.registry import shipped_paths
+
+    paths = build_dataset("interface-preview", out_dir=tmp_path, work_dir="runs/preview")
+    assert paths["data"].read_bytes() == shipped_paths("interface-preview")["data"].read_bytes()
+
+
+def test_unshipped_potential_is_a_one_line_error():
+    from dismai.energy import get_energy_model
+
+    with pytest.raises(InputError, match="potential file not found"):
+        get_energy_model("interface-mlip", path="/nonexistent/interface-mlip.pt")

@@ -111,7 +111,8 @@ def datasets_list() -> None:
             status = "preview" if man.get("preview") else "shipped" if where == \
                 shipped_paths(name)["data"].parent else f"added ({where})" \
                 if man.get("added") else f"built ({where})"
-        family = spec.family + (f" (small {spec.parent})" if spec.parent else "")
+        family = spec.family + (f" (preview of {spec.parent})" if spec.recipe.get("preview")
+                                else f" (small {spec.parent})" if spec.parent else "")
         comp = " ".join(f"{k}{v}" for k, v in spec.composition.items())
         table.add_row(name, family, size, split, str(spec.n_atoms), comp, status)
     Console(width=max(console.width, 120)).print(table)

@@ -105,7 +105,7 @@ def build_dataset(name: str, seed: int | None = None, out_dir=None, progress=Non
         "code_version": dismai.__version__,
         "sha256": sha256_file(paths["data"]),
         **{f"{k}_sha256": sha256_file(paths[k]) for k in result.arrays},
-        "preview": False,
+        "preview": bool(recipe.get("preview", False)),
         "statistics": result.statistics,
         "build": {
             "seconds": round(time.time() - t0, 1),

@@ -4,7 +4,8 @@ Recipe: dismai.datasets.interface_recipe (docs/interface.md): slabs, a random in
 region, relaxation with a universal potential, low-energy selection (γ ≤ 0).  Metrics:
 dismai.metrics.interface: cation motif fingerprints (d_Li, d_Co, d_Sc, d_all and cosines),
 % failed, mean relaxation steps; interface energies are a plot.  The full build needs a
-GPU (docs/interface.md); until it has run, the dataset is listed as not built.
+GPU or about 240 CPU-hours (docs/interface.md); until it has run, the dataset is listed as
+not built, and `interface-preview` (32 CHGNet-relaxed structures) ships.
 """
 
 from __future__ import annotations
@@ -58,7 +59,19 @@ class InterfaceFamily(RelaxedFamily):
             name="interface", family=self.name,
             description="Li3ScCl6(100)-LiCoO2(110) interface: random interface region "
                         "between slabs, relaxed (CHGNet), low-energy structures",
-            n_atoms=N_ATOMS, composition=dict(COMPOSITION), recipe=recipe)]
+            n_atoms=N_ATOMS, composition=dict(COMPOSITION), recipe=recipe),
+            DatasetSpec(
+                name="interface-preview", family=self.name,
+                description="CHGNet-relaxed preview: the low-energy structures among the "
+                            "36 candidates CHGNet relaxed for the interface-mlip recipe "
+                            "(seeds 101 and 202), until the full build has run",
+                n_atoms=N_ATOMS, composition=dict(COMPOSITION), parent="interface",
+                recipe={"source": "interface-mlip teacher relaxations",
+                        "energy_model": "chgnet", "optimizer": "fire",
+                        "relax_fmax": 0.05, "relax_steps": 1000,
+                        "cell_c": recipe["cell_c"], "window_j_m2": recipe["window_j_m2"],
+                        "train_fraction": recipe["train_fraction"], "seed": 0,
+                        "preview": True})]
 
     def structures(self, data, arrays, manifest):
         from dismai.interface_cell import COMPOSITION, SPECIES_ORDER, cell_lattice
@@ -77,6 +90,8 @@ class InterfaceFamily(RelaxedFamily):
         from dismai.metrics.interface.reference import build_reference
 
         recipe = dict(recipe)
+        if "source" in recipe:
+            return self._build_preview(recipe, work_dir, n_workers)
         model = get_energy_model(recipe.pop("energy_model"))  # a missing backend fails now
         result = interface_recipe.build(recipe, work_dir, energy_model=model,
                                         n_workers=n_workers, progress=progress)
@@ -91,6 +106,59 @@ class InterfaceFamily(RelaxedFamily):
                         "val": interface_statistics(val, result.e_ref)},
             arrays={"energy": np.asarray(s.properties["energy_per_atom"], dtype=np.float64)},
             info={**result.info, "e_ref_eV_per_atom": result.e_ref})
+
+    def _build_preview(self, recipe, work_dir, n_workers) -> BuildResult:
+        """The CHGNet FIRE minima of the distilled potential's teacher jobs (held-in and
+        held-out candidates, `dismai.energy.distill`), with the recipe's low-energy window:
+        real CHGNet relaxations, reproducible, and cheap to extend."""
+        from dismai.energy.distill import _candidates, get_recipe, teacher_frames
+        from dismai.interface_cell import interface_energy, low_energy_reference
+        from dismai.metrics.interface.reference import build_reference
+        from dismai.structures import StructureSet
+
+        pot = get_recipe("interface-mlip")
+        train_jobs, valid_jobs = teacher_frames(pot, work_dir)
+        frac, energy, steps, cand, seed = [], [], [], [], []
+        lattice = None
+        for which, jobs in (("train", train_jobs), ("valid", valid_jobs)):
+            cands = _candidates(pot, which)
+            lattice = cands.lattice
+            inv = np.linalg.inv(lattice)
+            for k, path in enumerate(jobs):
+                with np.load(path) as z:
+                    if not bool(z["converged"]):
+                        continue
+                    frac.append(z["minimum"] @ inv)
+                    energy.append(float(z["energy"][z["kind"] == 0][-1]) / cands.n_atoms)
+                    steps.append(int(z["steps"]))
+                cand.append(k)
+                seed.append(int(pot[f"{which}_seed"]))
+        energy = np.asarray(energy)
+        e_ref = low_energy_reference(energy, recipe["window_j_m2"], lattice=lattice)
+        gamma = interface_energy(energy, e_ref, lattice)
+        keep = np.flatnonzero(gamma <= 0.0)
+        f = np.stack(frac)[keep]
+        f[..., :2] %= 1.0
+        s = StructureSet(lattice, cands.species, f, {
+            "energy_per_atom": energy[keep], "interface_energy": gamma[keep],
+            "relax_steps": np.asarray(steps)[keep],
+            "candidate_index": np.asarray(cand)[keep],
+            "candidate_seed": np.asarray(seed)[keep]})
+        n = int(round(float(recipe["train_fraction"]) * len(s)))
+        idx = np.arange(len(s))
+        train, val = s[idx[:n]], s[idx[n:]]
+        return BuildResult(
+            data=s.frac.astype(np.float32), n_train=n, structures=s,
+            reference=build_reference(train, val, e_ref=e_ref, n_workers=n_workers or 1),
+            statistics={"train": interface_statistics(train, e_ref),
+                        "val": interface_statistics(val, e_ref),
+                        "all_relaxed_candidates": {
+                            "n": int(len(energy)),
+                            "gamma_spread_J_m2": round(float(gamma.max() - gamma.min()), 4),
+                            "low_energy_share": round(float(len(keep) / len(energy)), 4)}},
+            arrays={"energy": np.asarray(s.properties["energy_per_atom"], dtype=np.float64)},
+            info={"e_ref_eV_per_atom": e_ref, "n_candidates": int(len(energy)),
+                  "n_low_energy": int(len(keep)), "energy_model": "chgnet 0.3.0"})
 
     accepts_added = True
     default_energy_model = "chgnet"
