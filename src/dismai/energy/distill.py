@@ -50,8 +50,8 @@ POTENTIAL_RECIPES = {
         "holdout_jobs": 2,  # held-in jobs kept out of the fit to select the best epoch
         "model": {"cutoff": 5.0, "channels": 32, "n_layers": 2, "n_radial": 8,
                   "avg_neighbours": 38.0},
-        "training": {"epochs": 4, "batch_size": 2, "lr": 1e-2, "lr_final": 1e-4,
-                     "w_energy": 10.0, "seed": 0, "dtype": "float32"},
+        "training": {"epochs": 6, "batch_size": 2, "lr": 3e-3, "lr_final": 3e-5,
+                     "w_energy": 1.0, "force_loss": "mse", "seed": 0, "dtype": "float32"},
     },
 }
 
