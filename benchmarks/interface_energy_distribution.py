@@ -27,12 +27,10 @@ def relaxed_energies(work: Path) -> tuple[np.ndarray, int]:
     path = work / "relax" / "results.jsonl"
     jobs = sorted((work / "teacher").glob("*.npz"))
     if not path.exists() and jobs:  # the teacher jobs of a distilled potential / preview
-        e = []
-        for job in jobs:
-            with np.load(job) as z:
-                if bool(z["converged"]):
-                    e.append(float(z["energy"][z["kind"] == 0][-1]) / z["positions"].shape[1])
-        return np.asarray(e), len(jobs)
+        from dismai.energy.teacher_data import job_minimum
+
+        results = [job_minimum(job) for job in jobs]
+        return np.asarray([e for ok, _, e, _ in results if ok]), len(jobs)
     if not path.exists():
         raise SystemExit(f"error: no relaxation store at {path} and no teacher jobs")
     recs = {}

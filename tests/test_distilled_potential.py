@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from dismai.energy.distilled import DistilledModel, PotentialNet, _sha256, radius_edges
+from dismai.energy.distilled import DistilledModel, PotentialNet, radius_edges
 from dismai.energy.teacher_data import load_frames, run_teacher_jobs
 from dismai.errors import InputError
+from dismai.provenance import file_sha256
 from dismai.structures import StructureSet
 from dismai.testing import check_energy_model
 
@@ -97,7 +98,7 @@ def _ship(net: PotentialNet, path):
     buf = io.BytesIO()
     torch.save({"config": net.config, "state_dict": net.state_dict()}, buf)
     path.write_bytes(buf.getvalue())
-    path.with_suffix(".json").write_text(json.dumps({"weights_sha256": _sha256(path)}))
+    path.with_suffix(".json").write_text(json.dumps({"weights_sha256": file_sha256(path)}))
 
 
 def test_model_contract_and_manifest_check(tmp_path):

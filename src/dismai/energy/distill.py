@@ -69,25 +69,39 @@ def _candidates(recipe: dict, which: str):
     return build_candidates(int(recipe[f"n_{which}"]), seed=int(recipe[f"{which}_seed"]))
 
 
+def template() -> tuple[np.ndarray, tuple]:
+    """The cell and species order every candidate of the system shares."""
+    from dismai.interface_cell import COMPOSITION, SPECIES_ORDER, cell_lattice
+
+    return cell_lattice(), tuple(s for s in SPECIES_ORDER for _ in range(COMPOSITION[s]))
+
+
 def teacher_frames(recipe: dict, work_dir, teacher=None, log=print) -> tuple[list, list]:
-    """Run (or resume) the teacher jobs; return the held-in and held-out job files."""
+    """Run (or resume) the teacher jobs; return the held-in and held-out job files.
+
+    Candidates are built, and the teacher loaded, only when a job is missing."""
     from dismai.energy import get_energy_model
-    from dismai.energy.teacher_data import run_teacher_jobs
+    from dismai.energy.teacher_data import job_path, run_teacher_jobs
 
     out = Path(work_dir) / "teacher"
-    teacher = teacher or get_energy_model(recipe["teacher"], model_name=recipe["teacher_weights"])
 
     def progress(tag, k, n):
         log(f"{time.strftime('%H:%M:%S')} teacher {tag} {k}/{n}")
 
-    train = run_teacher_jobs(_candidates(recipe, "train"), teacher, out, "train",
-                             rattle_sigmas=recipe["rattle_sigmas"],
-                             seed=int(recipe["train_seed"]), fmax=float(recipe["fmax"]),
-                             progress=progress)
-    valid = run_teacher_jobs(_candidates(recipe, "valid"), teacher, out, "valid",
-                             seed=int(recipe["valid_seed"]), fmax=float(recipe["fmax"]),
-                             progress=progress)
-    return train, valid
+    paths = {}
+    for which, tag, sigmas in (("train", "train", recipe["rattle_sigmas"]),
+                               ("valid", "valid", ())):
+        n = int(recipe[f"n_{which}"])
+        paths[which] = [job_path(out, tag, k) for k in range(n)]
+        if all(p.exists() for p in paths[which]):
+            continue
+        teacher = teacher or get_energy_model(recipe["teacher"],
+                                              model_name=recipe["teacher_weights"])
+        paths[which] = run_teacher_jobs(_candidates(recipe, which), teacher, out, tag,
+                                        rattle_sigmas=sigmas,
+                                        seed=int(recipe[f"{which}_seed"]),
+                                        fmax=float(recipe["fmax"]), progress=progress)
+    return paths["train"], paths["valid"]
 
 
 def data_checksum(paths) -> str:
@@ -118,7 +132,7 @@ def _motif_shares(feats, species: str) -> dict:
 def validate_potential(model, recipe: dict, valid_paths, teacher=None, log=print) -> dict:
     """Compare the distilled potential with the teacher on the held-out candidates."""
     from dismai.energy import get_energy_model
-    from dismai.energy.teacher_data import load_frames
+    from dismai.energy.teacher_data import job_minimum, load_frames
     from dismai.interface_cell import CATIONS
     from dismai.metrics.interface.motifs import compute_features
     from dismai.relax import relax_structures
@@ -134,13 +148,8 @@ def validate_potential(model, recipe: dict, valid_paths, teacher=None, log=print
         f"force MAE {errors['force_mae_mev_a']:.1f} meV/A")
     n = cands.n_atoms
     inv = np.linalg.inv(cands.lattice)
-    t_minima, t_energy, t_ok = [], [], []
-    for p in valid_paths:
-        with np.load(p) as z:
-            t_minima.append(z["minimum"] @ inv)
-            t_energy.append(float(z["energy"][z["kind"] == 0][-1]) / n)
-            t_ok.append(bool(z["converged"]))
-    teacher_set = StructureSet(cands.lattice, cands.species, np.stack(t_minima))
+    t_ok, t_minima, t_energy, _ = zip(*(job_minimum(p) for p in valid_paths), strict=True)
+    teacher_set = StructureSet(cands.lattice, cands.species, np.stack(t_minima) @ inv)
     runs = {}
     for opt in ("fire", "cg"):
         t1 = time.process_time()
@@ -209,18 +218,19 @@ def build_potential(name: str, work_dir, out_dir=None, *, teacher=None, log=prin
     import torch
 
     from dismai.energy.distill_training import fit_potential
-    from dismai.energy.distilled import DistilledModel, _sha256
+    from dismai.energy.distilled import DistilledModel
     from dismai.energy.teacher_data import load_frames
+    from dismai.provenance import file_sha256
 
     recipe = get_recipe(name)
     work = Path(work_dir)
     out = Path(out_dir) if out_dir is not None else work
     train_paths, valid_paths = teacher_frames(recipe, work, teacher, log)
-    cands = _candidates(recipe, "train")
+    lattice, species = template()
     k = int(recipe["holdout_jobs"])
-    fit = load_frames(train_paths[:-k], cands.lattice, cands.species)
-    sel = load_frames(train_paths[-k:], cands.lattice, cands.species)
-    model_cfg = {**recipe["model"], "species": sorted(set(cands.species))}
+    fit = load_frames(train_paths[:-k], lattice, species)
+    sel = load_frames(train_paths[-k:], lattice, species)
+    model_cfg = {**recipe["model"], "species": sorted(set(species))}
     net, info = fit_potential(fit, sel, model_cfg, recipe["training"], work / "training", log)
     weights = out / f"{name}.pt"
     out.mkdir(parents=True, exist_ok=True)
@@ -233,7 +243,7 @@ def build_potential(name: str, work_dir, out_dir=None, *, teacher=None, log=prin
                     "valid_jobs": len(valid_paths), "train_frames": len(fit),
                     "selection_frames": len(sel),
                     "sha256": data_checksum(list(train_paths) + list(valid_paths))},
-                "training": info["history"], "weights_sha256": _sha256(weights)}
+                "training": info["history"], "weights_sha256": file_sha256(weights)}
     write_json(out / f"{name}.json", manifest)
     model = DistilledModel(name, path=weights)
     manifest["validation"] = validate_potential(model, recipe, valid_paths, teacher, log)

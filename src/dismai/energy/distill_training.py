@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dismai.energy.distilled import PotentialNet
+from dismai.energy.distilled import DTYPES, PotentialNet
 from dismai.energy.teacher_data import Frames
 from dismai.errors import InputError
 from dismai.fileio import write_bytes
@@ -32,10 +32,6 @@ TRAINING_DEFAULTS = {"epochs": 6, "batch_size": 2, "lr": 3e-3, "lr_final": 3e-5,
                      "w_energy": 1.0, "force_loss": "mse", "huber_delta": 0.05, "seed": 0,
                      "checkpoint_minutes": 3.0,
                      "dtype": "float32"}
-
-
-def _dtype(name: str) -> torch.dtype:
-    return {"float32": torch.float32, "float64": torch.float64}[name]
 
 
 def frame_errors(net: PotentialNet, frames: Frames, batch_size: int = 4) -> dict:
@@ -73,7 +69,7 @@ def fit_potential(train: Frames, valid: Frames, model_config: dict, settings: di
         raise InputError("fit_potential needs training and validation frames")
     if s["force_loss"] not in ("mse", "huber"):
         raise InputError(f"force_loss must be 'mse' or 'huber', got {s['force_loss']!r}")
-    dtype = _dtype(s["dtype"])
+    dtype = DTYPES[s["dtype"]]
     torch.manual_seed(int(s["seed"]))
     n = len(train.species)
     shift = float(np.mean(train.energy) / n)

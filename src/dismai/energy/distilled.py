@@ -16,20 +16,25 @@ file against its manifest's SHA-256 and loads it with ``weights_only=True``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from pathlib import Path
 
 import numpy as np
 import torch
+from ase.calculators.calculator import Calculator, all_changes
 from torch import nn
 
 from dismai.energy.base import CalculatorModel
 from dismai.errors import InputError
+from dismai.provenance import file_sha256
 
-__all__ = ["PotentialNet", "radius_edges", "DistilledModel", "DistilledCalculator",
+__all__ = ["PotentialNet", "radius_edges", "DistilledModel", "DistilledCalculator", "DTYPES",
            "load_potential", "shipped_potential_dir"]
+
+
+#: the floating-point types a distilled potential runs in, by name (recipes, CLI)
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def _image_shifts(lattice: torch.Tensor, cutoff: float) -> torch.Tensor:
@@ -244,14 +249,6 @@ class PotentialNet(nn.Module):
         return e, -g
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def shipped_potential_dir() -> Path:
     return Path(__file__).parent / "data"
 
@@ -267,7 +264,7 @@ def load_potential(weights_path, manifest_path=None) -> tuple[PotentialNet, dict
         if not p.exists():
             raise InputError(f"potential file not found: {p}")
     manifest = json.loads(manifest_path.read_text())
-    digest = _sha256(weights_path)
+    digest = file_sha256(weights_path)
     if manifest.get("weights_sha256") != digest:
         raise InputError(f"{weights_path.name} does not match its manifest "
                          f"({manifest_path.name}): sha256 {digest[:12]}... vs "
@@ -279,30 +276,26 @@ def load_potential(weights_path, manifest_path=None) -> tuple[PotentialNet, dict
     return net, manifest
 
 
-class DistilledCalculator:
+class DistilledCalculator(Calculator):
     """ASE calculator of a loaded PotentialNet (energy, free_energy, forces)."""
 
-    def __new__(cls, net: PotentialNet, device: str = "cpu"):
-        from ase.calculators.calculator import Calculator, all_changes
+    implemented_properties = ["energy", "free_energy", "forces"]
 
-        class _Calc(Calculator):
-            implemented_properties = ["energy", "free_energy", "forces"]
+    def __init__(self, net: PotentialNet, device: str = "cpu", **kwargs):
+        super().__init__(**kwargs)
+        self.net, self.device = net, device
 
-            def calculate(self, atoms=None, properties=("energy",),
-                          system_changes=all_changes):
-                super().calculate(atoms, properties, system_changes)
-                dtype = next(net.parameters()).dtype
-                lattice = torch.as_tensor(np.asarray(self.atoms.cell), dtype=dtype,
-                                          device=device)
-                cart = torch.as_tensor(self.atoms.positions, dtype=dtype,
-                                       device=device)[None]
-                idx = net.species_index(self.atoms.get_chemical_symbols()).to(device)
-                e, f = net.energy_forces(cart, lattice, idx)
-                e = float(e.detach()[0])
-                self.results = {"energy": e, "free_energy": e,
-                                "forces": f[0].detach().cpu().double().numpy()}
-
-        return _Calc()
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        net = self.net
+        dtype = next(net.parameters()).dtype
+        lattice = torch.as_tensor(np.asarray(self.atoms.cell), dtype=dtype, device=self.device)
+        cart = torch.as_tensor(self.atoms.positions, dtype=dtype, device=self.device)[None]
+        idx = net.species_index(self.atoms.get_chemical_symbols()).to(self.device)
+        e, f = net.energy_forces(cart, lattice, idx)
+        e = float(e.detach()[0])
+        self.results = {"energy": e, "free_energy": e,
+                        "forces": f[0].detach().cpu().double().numpy()}
 
 
 class DistilledModel(CalculatorModel):
@@ -328,7 +321,7 @@ class DistilledModel(CalculatorModel):
     def model_name(self) -> str:
         """The weights' SHA-256 prefix: relaxation stores record it, so a resume with other
         weights is refused rather than mixed."""
-        return _sha256(self.weights_path())[:16] if self.weights_path().exists() else ""
+        return (file_sha256(self.weights_path()) or "")[:16]
 
     def weights_path(self) -> Path:
         return Path(self.path) if self.path else shipped_potential_dir() / f"{self.name}.pt"
@@ -342,7 +335,7 @@ class DistilledModel(CalculatorModel):
 
             self._net, self.manifest = load_potential(self.weights_path())
             self._net.to(device=torch_device(self.device),
-                         dtype={"float32": torch.float32, "float64": torch.float64}[self.dtype])
+                         dtype=DTYPES[self.dtype])
         return self._net
 
     def calculator(self):

@@ -19,7 +19,8 @@ import numpy as np
 from dismai.fileio import write_bytes
 from dismai.structures import StructureSet
 
-__all__ = ["Frames", "teacher_job", "run_teacher_jobs", "load_frames"]
+__all__ = ["Frames", "teacher_job", "job_path", "run_teacher_jobs", "load_frames",
+           "job_minimum"]
 
 
 @dataclass
@@ -77,8 +78,9 @@ def teacher_job(atoms, calc, *, fmax: float = 0.05, max_steps: int = 1000,
             "cpu_seconds": np.asarray(time.process_time() - t0)}
 
 
-def _job_path(out_dir: Path, tag: str, index: int) -> Path:
-    return out_dir / f"{tag}-{index:05d}.npz"
+def job_path(out_dir, tag: str, index: int) -> Path:
+    """Where the job of structure `index` of set `tag` is stored."""
+    return Path(out_dir) / f"{tag}-{index:05d}.npz"
 
 
 def run_teacher_jobs(structures: StructureSet, teacher, out_dir, tag: str, *,
@@ -94,7 +96,7 @@ def run_teacher_jobs(structures: StructureSet, teacher, out_dir, tag: str, *,
     atoms_list = structures.to_atoms()
     paths = []
     for k, atoms in enumerate(atoms_list):
-        path = _job_path(out_dir, tag, k)
+        path = job_path(out_dir, tag, k)
         paths.append(path)
         if path.exists():
             continue
@@ -124,3 +126,13 @@ def load_frames(paths, lattice, species) -> Frames:
     return Frames(np.asarray(lattice, dtype=np.float64), tuple(species),
                   np.concatenate(pos), np.concatenate(ene), np.concatenate(frc),
                   np.concatenate(job), np.concatenate(kind))
+
+
+def job_minimum(path) -> tuple[bool, np.ndarray, float, int]:
+    """(converged, Cartesian minimum (N, 3), its energy per atom in eV, FIRE steps) of one
+    job: the teacher's own relaxation result."""
+    with np.load(path) as z:
+        relax = z["kind"] == 0
+        n = z["positions"].shape[1]
+        return (bool(z["converged"]), z["minimum"], float(z["energy"][relax][-1]) / n,
+                int(z["steps"]))

@@ -111,26 +111,25 @@ class InterfaceFamily(RelaxedFamily):
         """The CHGNet FIRE minima of the distilled potential's teacher jobs (held-in and
         held-out candidates, `dismai.energy.distill`), with the recipe's low-energy window:
         real CHGNet relaxations, reproducible, and cheap to extend."""
-        from dismai.energy.distill import _candidates, get_recipe, teacher_frames
+        from dismai.energy.distill import get_recipe, teacher_frames, template
+        from dismai.energy.teacher_data import job_minimum
         from dismai.interface_cell import interface_energy, low_energy_reference
         from dismai.metrics.interface.reference import build_reference
         from dismai.structures import StructureSet
 
         pot = get_recipe("interface-mlip")
         train_jobs, valid_jobs = teacher_frames(pot, work_dir)
+        lattice, species = template()
+        inv = np.linalg.inv(lattice)
         frac, energy, steps, cand, seed = [], [], [], [], []
-        lattice = None
         for which, jobs in (("train", train_jobs), ("valid", valid_jobs)):
-            cands = _candidates(pot, which)
-            lattice = cands.lattice
-            inv = np.linalg.inv(lattice)
             for k, path in enumerate(jobs):
-                with np.load(path) as z:
-                    if not bool(z["converged"]):
-                        continue
-                    frac.append(z["minimum"] @ inv)
-                    energy.append(float(z["energy"][z["kind"] == 0][-1]) / cands.n_atoms)
-                    steps.append(int(z["steps"]))
+                converged, minimum, e, n_steps = job_minimum(path)
+                if not converged:
+                    continue
+                frac.append(minimum @ inv)
+                energy.append(e)
+                steps.append(n_steps)
                 cand.append(k)
                 seed.append(int(pot[f"{which}_seed"]))
         energy = np.asarray(energy)
@@ -139,7 +138,7 @@ class InterfaceFamily(RelaxedFamily):
         keep = np.flatnonzero(gamma <= 0.0)
         f = np.stack(frac)[keep]
         f[..., :2] %= 1.0
-        s = StructureSet(lattice, cands.species, f, {
+        s = StructureSet(lattice, species, f, {
             "energy_per_atom": energy[keep], "interface_energy": gamma[keep],
             "relax_steps": np.asarray(steps)[keep],
             "candidate_index": np.asarray(cand)[keep],
