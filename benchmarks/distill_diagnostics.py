@@ -11,7 +11,22 @@ relaxation frames of 3 held-in candidates, tested on 10 frames of a fourth.
 loss, Adam, batches of 2; the target is CHGNet's forces or (``--target pair``) the forces
 of a made-up species-blind pair potential on the same frames, a target known to be easy.
 
+``breakdown``: force MAE of the checkpoint's best weights on fitted, selection and held-out
+frames (every 8th), split by species, by stage of the relaxation (first and last third of
+each trajectory) and by slab versus interface atoms (the 30 interface atoms come first in
+each species block), each beside the zero-force MAE: underfitting or overfitting, and where.
+
+``loss``: which force loss learns near-minimum forces?  Fits jobs 0-3 (every 2nd relaxation
+frame plus the rattles) for ``--steps`` steps with the squared loss (``--floor 0``) or
+the per-frame normalised one (each frame's squared error divided by max(its RMS teacher
+force, floor)^2), then reports job 4's errors by relaxation stage.
+
+``locality``: is a 10 Å receptive field (2 layers x 5 Å) enough for CHGNet's forces here?
+Rattles (0.05 Å) every atom below a plane in a held-out CHGNet minimum and reports the
+change of CHGNet's force on the other atoms by their distance to the nearest rattled one.
+
     python benchmarks/distill_diagnostics.py heldout
+    python benchmarks/distill_diagnostics.py breakdown
     python benchmarks/distill_diagnostics.py linear
     python benchmarks/distill_diagnostics.py fit --lr 3e-3 --steps 1200
     python benchmarks/distill_diagnostics.py fit --target pair --lr 1e-2 --steps 300
@@ -20,6 +35,7 @@ of a made-up species-blind pair potential on the same frames, a target known to 
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from pathlib import Path
 
@@ -52,6 +68,166 @@ def heldout(args) -> None:
     print(f"checkpoint after {ck['state']['epoch']} epochs; {len(sub)} held-out frames; "
           f"zero-force MAE {1000 * np.abs(sub.forces).mean():.1f} meV/A")
     print(frame_errors(net, sub))
+
+
+def _best_net(work: Path):
+    from dismai.energy.distilled import PotentialNet
+
+    ck = torch.load(work / "training" / "checkpoint.pt", weights_only=True)
+    net = PotentialNet(**ck["config"])
+    net.load_state_dict(ck["state"]["best_state"])
+    net.eval()
+    return net, ck
+
+
+def breakdown(args) -> None:
+    from dismai.energy.distill import get_recipe, template
+    from dismai.energy.teacher_data import job_path, load_frames
+    from dismai.interface_cell import COMPOSITION, INTERFACE_COMPOSITION, SPECIES_ORDER
+
+    net, ck = _best_net(args.work)
+    r = get_recipe("interface-mlip")
+    lattice, species = template()
+    k = int(r["holdout_jobs"])
+    sets = {"fitted": [job_path(args.work / "teacher", "train", j)
+                       for j in range(r["n_train"] - k)],
+            "selection": [job_path(args.work / "teacher", "train", j)
+                          for j in range(r["n_train"] - k, r["n_train"])],
+            "held-out": [job_path(args.work / "teacher", "valid", j) for j in range(r["n_valid"])]}
+    interface = np.zeros(len(species), bool)
+    start = 0
+    for s in SPECIES_ORDER:
+        interface[start:start + INTERFACE_COMPOSITION.get(s, 0)] = True
+        start += COMPOSITION[s]
+    sp = np.asarray(species)
+    idx = net.species_index(species)
+    lat = torch.tensor(lattice, dtype=torch.float32)
+    print(f"checkpoint after {ck['state']['epoch']} epochs")
+    for name, paths in sets.items():
+        fr = load_frames(paths, lattice, species)
+        stage = np.zeros(len(fr))  # position within its job's relaxation, 0..1
+        for j in np.unique(fr.job):
+            m = np.flatnonzero((fr.job == j) & (fr.kind == 0))
+            stage[m] = np.arange(len(m)) / max(len(m) - 1, 1)
+        keep = np.arange(len(fr)) % 8 == 0
+        fr, stage = fr.subset(keep), stage[keep]
+        pred = []
+        for i in range(0, len(fr), 4):
+            _, f = net.energy_forces(torch.tensor(fr.positions[i:i + 4], dtype=torch.float32),
+                                     lat, idx)
+            pred.append(f.detach().double().numpy())
+        err = np.abs(np.concatenate(pred) - fr.forces)
+        zero = np.abs(fr.forces)
+        relax = fr.kind == 0
+        rows = {"all": (slice(None), slice(None)),
+                "early third": (relax & (stage < 1 / 3), slice(None)),
+                "last third": (relax & (stage > 2 / 3), slice(None)),
+                "rattled": (fr.kind == 1, slice(None)),
+                "interface atoms": (slice(None), interface),
+                "slab atoms": (slice(None), ~interface)}
+        rows.update({f"{s} atoms": (slice(None), sp == s) for s in SPECIES_ORDER})
+        print(f"{name}: {len(fr)} frames")
+        for label, (fm, am) in rows.items():
+            e, z = err[fm][:, am], zero[fm][:, am]
+            print(f"  {label:16s} MAE {1000 * e.mean():6.1f}  zero-force {1000 * z.mean():6.1f}"
+                  f"  meV/A")
+
+
+def loss(args) -> None:
+    from dismai.energy.distill import template
+    from dismai.energy.distilled import PotentialNet
+    from dismai.energy.teacher_data import job_path, load_frames
+
+    lattice_np, species = template()
+    fr = load_frames([job_path(args.work / "teacher", "train", k) for k in range(5)],
+                     lattice_np, species)
+    relax_pos = np.zeros(len(fr), int)
+    for j in range(5):
+        m = np.flatnonzero((fr.job == j) & (fr.kind == 0))
+        relax_pos[m] = np.arange(len(m))
+    train = fr.subset((fr.job < 4) & ((fr.kind == 1) | (relax_pos % 2 == 0)))
+    test = fr.subset((fr.job == 4) & (fr.kind == 0))
+    stage = np.arange(len(test)) / (len(test) - 1)
+    n = len(species)
+    lattice = torch.tensor(lattice_np, dtype=torch.float32)
+    x = torch.tensor(train.positions, dtype=torch.float32)
+    f_ref = torch.tensor(train.forces, dtype=torch.float32)
+    e_ref = torch.tensor(train.energy, dtype=torch.float32)
+    rms = f_ref.square().mean((1, 2)).sqrt()
+    w = 1.0 / rms.clamp(min=args.floor).square() if args.floor > 0 else torch.ones_like(rms)
+    w = w / w.mean()
+    torch.manual_seed(0)
+    net = PotentialNet(sorted(set(species)), channels=32,
+                       energy_shift=float(train.energy.mean() / n),
+                       energy_scale=float(f_ref.square().mean().sqrt()))
+    torch.nn.init.zeros_(net.readout[-1].weight)
+    idx = net.species_index(species)
+    opt = torch.optim.Adam(net.parameters(), lr=args.lr)
+    rng = np.random.default_rng(0)
+    print(f"{len(train)} training frames, floor {args.floor}, w_energy {args.w_energy}")
+    t0 = time.process_time()
+    for step in range(1, args.steps + 1):
+        lr = 0.5 * args.lr * (1 + math.cos(math.pi * step / args.steps))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        b = rng.choice(len(train), 2, replace=False)
+        e, f = net.energy_forces(x[b], lattice, idx, create_graph=True)
+        loss_f = ((f - f_ref[b]).square().mean((1, 2)) * w[b]).mean()
+        loss_e = ((e - e_ref[b]) / n).square().mean()
+        opt.zero_grad()
+        (loss_f + args.w_energy * loss_e).backward()
+        opt.step()
+        if step % args.every == 0 or step == args.steps:
+            pred, pe = [], []
+            for i in range(0, len(test), 8):
+                e, f = net.energy_forces(torch.tensor(test.positions[i:i + 8], dtype=torch.float32),
+                                         lattice, idx)
+                pred.append(f.detach().double().numpy())
+                pe.append(e.detach().double().numpy())
+            err = np.abs(np.concatenate(pred) - test.forces)
+            de = (np.concatenate(pe) - test.energy) / n
+            de_rel = 1000 * np.abs((de - de[-1])[:-1]).mean()  # relative to its minimum
+            parts = [f"{lab} {1000 * err[m].mean():.1f}/{1000 * np.abs(test.forces[m]).mean():.1f}"
+                     for lab, m in (("all", stage >= 0), ("early", stage < 1 / 3),
+                                    ("last", stage > 2 / 3))]
+            print(f"step {step}: unseen candidate force MAE/zero-force (meV/A): "
+                  f"{', '.join(parts)}; energy MAE {1000 * np.abs(de).mean():.1f}, relative to "
+                  f"the minimum {de_rel:.1f} meV/atom ({time.process_time() - t0:.0f} CPU-s)",
+                  flush=True)
+
+
+def locality(args) -> None:
+    from ase import Atoms
+    from ase.neighborlist import neighbor_list
+
+    from dismai.energy import get_energy_model
+    from dismai.energy.distill import template
+    from dismai.energy.teacher_data import job_minimum, job_path
+
+    lattice, species = template()
+    _, x, _, _ = job_minimum(job_path(args.work / "teacher", "valid", 0))
+    calc = get_energy_model("chgnet", model_name="0.3.0").calculator()
+    atoms = Atoms(symbols=list(species), positions=x, cell=lattice, pbc=True)
+    atoms.calc = calc
+    f0 = atoms.get_forces().copy()
+    rng = np.random.default_rng(0)
+    z = x[:, 2]
+    i, j, d = neighbor_list("ijd", atoms, 25.0)
+    for q in (0.3, 0.5):
+        moved = z < np.quantile(z, q)
+        other = atoms.copy()
+        other.calc = calc
+        other.positions[moved] += rng.normal(0, 0.05, (moved.sum(), 3))
+        df = 1000 * np.linalg.norm(other.get_forces() - f0, axis=1)
+        dist = np.full(len(atoms), np.inf)  # to the nearest rattled atom
+        sel = moved[j] & ~moved[i]
+        np.minimum.at(dist, i[sel], d[sel])
+        print(f"rattled the {moved.sum()} atoms below z = {np.quantile(z, q):.1f} Å")
+        for lo, hi in ((0, 5), (5, 10), (10, 15), (15, 25)):
+            m = ~moved & (dist >= lo) & (dist < hi)
+            if m.any():
+                print(f"  {m.sum():3d} atoms {lo}-{hi} Å away: force change mean "
+                      f"{df[m].mean():6.1f}, max {df[m].max():6.1f} meV/A")
 
 
 def linear(args) -> None:
@@ -146,14 +322,19 @@ def fit(args) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", choices=["heldout", "linear", "fit"])
+    ap.add_argument("what", choices=["heldout", "breakdown", "loss", "locality", "linear", "fit"])
+    ap.add_argument("--floor", type=float, default=0.0, help="loss: eV/A, 0 = squared loss")
+    ap.add_argument("--w-energy", type=float, default=1.0)
+    ap.add_argument("--every", type=int, default=200)
     ap.add_argument("--work", type=Path, default=WORK)
     ap.add_argument("--target", choices=["chgnet", "pair"], default="chgnet")
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--steps", type=int, default=1200)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    {"heldout": heldout, "linear": linear, "fit": fit}[args.what](args)
+    commands = {"heldout": heldout, "breakdown": breakdown, "loss": loss, "locality": locality,
+                "linear": linear, "fit": fit}
+    commands[args.what](args)
 
 
 if __name__ == "__main__":

@@ -166,6 +166,11 @@ def test_fit_learns_and_resumes_identically(tmp_path):
     before = frame_errors(untrained, valid)
     net, info = fit_potential(train, valid, cfg, settings, tmp_path / "a", log=lambda m: None)
     assert info["history"][-1]["force_mae_mev_a"] < before["force_mae_mev_a"]
+    # the per-frame normalised force loss learns too
+    _, info_w = fit_potential(train, valid, cfg, {**settings, "force_floor": 0.05}, None,
+                              log=lambda m: None)
+    assert info_w["history"][-1]["force_mae_mev_a"] < before["force_mae_mev_a"]
+    assert info_w["history"][-1] != info["history"][-1]
     # killed at the end of the first epoch (checkpoints after every step), then resumed:
     # the same weights as the uninterrupted run
     class Killed(Exception):
@@ -185,6 +190,21 @@ def test_fit_learns_and_resumes_identically(tmp_path):
         assert torch.equal(a, b), k
     with pytest.raises(InputError, match="other settings"):
         fit_potential(train, valid, cfg, {**every_step, "lr": 5e-3}, tmp_path / "b")
+
+
+def test_strided_frames_keep_each_job_start_and_every_rattle(tmp_path):
+    from dismai.energy.distill import _strided
+
+    s = _copper(2)
+    paths = run_teacher_jobs(s, _EMTTeacher(), tmp_path, "j", rattle_sigmas=(0.02, 0.05))
+    frames = load_frames(paths, s.lattice, s.species)
+    sub = _strided(frames, 3)
+    assert (sub.kind == 1).sum() == 4
+    for j in (0, 1):
+        relax = np.flatnonzero((frames.job == j) & (frames.kind == 0))
+        kept = np.flatnonzero((sub.job == j) & (sub.kind == 0))
+        assert len(kept) == len(relax[::3])
+        assert np.array_equal(sub.positions[kept[0]], frames.positions[relax[0]])
 
 
 def test_cli_potentials(tmp_path):
