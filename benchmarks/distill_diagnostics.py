@@ -159,12 +159,14 @@ def loss(args) -> None:
     torch.manual_seed(0)
     net = PotentialNet(sorted(set(species)), channels=32,
                        energy_shift=float(train.energy.mean() / n),
-                       energy_scale=float(f_ref.square().mean().sqrt()))
+                       energy_scale=float(f_ref.square().mean().sqrt()), angular=args.angular,
+                       n_layers=args.layers)
     torch.nn.init.zeros_(net.readout[-1].weight)
     idx = net.species_index(species)
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     rng = np.random.default_rng(0)
-    print(f"{len(train)} training frames, floor {args.floor}, w_energy {args.w_energy}")
+    print(f"{len(train)} training frames, floor {args.floor}, w_energy {args.w_energy}, "
+          f"angular {args.angular}, layers {args.layers}")
     t0 = time.process_time()
     for step in range(1, args.steps + 1):
         lr = 0.5 * args.lr * (1 + math.cos(math.pi * step / args.steps))
@@ -326,6 +328,8 @@ def main() -> None:
     ap.add_argument("--floor", type=float, default=0.0, help="loss: eV/A, 0 = squared loss")
     ap.add_argument("--w-energy", type=float, default=1.0)
     ap.add_argument("--every", type=int, default=200)
+    ap.add_argument("--angular", type=int, default=0, help="loss: l_max of density invariants")
+    ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--work", type=Path, default=WORK)
     ap.add_argument("--target", choices=["chgnet", "pair"], default="chgnet")
     ap.add_argument("--lr", type=float, default=3e-3)

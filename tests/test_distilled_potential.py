@@ -190,6 +190,8 @@ def test_fit_learns_and_resumes_identically(tmp_path):
         assert torch.equal(a, b), k
     with pytest.raises(InputError, match="other settings"):
         fit_potential(train, valid, cfg, {**every_step, "lr": 5e-3}, tmp_path / "b")
+    with pytest.raises(InputError, match="other frames"):
+        fit_potential(valid, train, cfg, every_step, tmp_path / "b")
 
 
 def test_strided_frames_keep_each_job_start_and_every_rattle(tmp_path):
