@@ -16,15 +16,20 @@ frames (every 8th), split by species, by stage of the relaxation (first and last
 each trajectory) and by slab versus interface atoms (the 30 interface atoms come first in
 each species block), each beside the zero-force MAE: underfitting or overfitting, and where.
 
-``loss``: which force loss learns near-minimum forces?  Fits jobs 0-3 (every 2nd relaxation
-frame plus the rattles) for ``--steps`` steps with the squared loss (``--floor 0``) or
-the per-frame normalised one (each frame's squared error divided by max(its RMS teacher
-force, floor)^2), then reports job 4's errors by relaxation stage.
+``loss``: which force loss learns near-minimum forces, and does more data help?  Fits the
+first ``--fit-jobs`` held-in jobs (every 2nd relaxation frame plus the rattles) for
+``--steps`` steps with the squared loss (``--floor 0``) or the per-frame normalised one
+(each frame's squared error divided by max(its RMS teacher force, floor)^2), then reports
+the errors on held-in job ``--test-job`` (default 15, never fitted) by relaxation stage.
 
 ``locality``: is a 10 Å receptive field (2 layers x 5 Å) enough for CHGNet's forces here?
 Rattles (0.05 Å) every atom below a plane in a held-out CHGNet minimum and reports the
 change of CHGNet's force on the other atoms by their distance to the nearest rattled one.
 
+``validate``: `dismai.energy.distill.validate_potential` on a weights file (with its
+manifest beside it), writing the numbers as JSON next to it.
+
+    python benchmarks/distill_diagnostics.py validate --weights DIR/interface-mlip.pt
     python benchmarks/distill_diagnostics.py heldout
     python benchmarks/distill_diagnostics.py breakdown
     python benchmarks/distill_diagnostics.py linear
@@ -139,14 +144,16 @@ def loss(args) -> None:
     from dismai.energy.teacher_data import job_path, load_frames
 
     lattice_np, species = template()
-    fr = load_frames([job_path(args.work / "teacher", "train", k) for k in range(5)],
-                     lattice_np, species)
+    k = args.fit_jobs
+    fr = load_frames([job_path(args.work / "teacher", "train", j) for j in range(k)]
+                     + [job_path(args.work / "teacher", "train", args.test_job)], lattice_np,
+                     species)
     relax_pos = np.zeros(len(fr), int)
-    for j in range(5):
+    for j in range(k + 1):
         m = np.flatnonzero((fr.job == j) & (fr.kind == 0))
         relax_pos[m] = np.arange(len(m))
-    train = fr.subset((fr.job < 4) & ((fr.kind == 1) | (relax_pos % 2 == 0)))
-    test = fr.subset((fr.job == 4) & (fr.kind == 0))
+    train = fr.subset((fr.job < k) & ((fr.kind == 1) | (relax_pos % 2 == 0)))
+    test = fr.subset((fr.job == k) & (fr.kind == 0))
     stage = np.arange(len(test)) / (len(test) - 1)
     n = len(species)
     lattice = torch.tensor(lattice_np, dtype=torch.float32)
@@ -159,14 +166,13 @@ def loss(args) -> None:
     torch.manual_seed(0)
     net = PotentialNet(sorted(set(species)), channels=32,
                        energy_shift=float(train.energy.mean() / n),
-                       energy_scale=float(f_ref.square().mean().sqrt()), angular=args.angular,
-                       n_layers=args.layers)
+                       energy_scale=float(f_ref.square().mean().sqrt()), n_layers=args.layers)
     torch.nn.init.zeros_(net.readout[-1].weight)
     idx = net.species_index(species)
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     rng = np.random.default_rng(0)
-    print(f"{len(train)} training frames, floor {args.floor}, w_energy {args.w_energy}, "
-          f"angular {args.angular}, layers {args.layers}")
+    print(f"{len(train)} training frames of {k} jobs, floor {args.floor}, w_energy "
+          f"{args.w_energy}, layers {args.layers}")
     t0 = time.process_time()
     for step in range(1, args.steps + 1):
         lr = 0.5 * args.lr * (1 + math.cos(math.pi * step / args.steps))
@@ -230,6 +236,21 @@ def locality(args) -> None:
             if m.any():
                 print(f"  {m.sum():3d} atoms {lo}-{hi} Å away: force change mean "
                       f"{df[m].mean():6.1f}, max {df[m].max():6.1f} meV/A")
+
+
+def validate(args) -> None:
+    import json
+
+    from dismai.energy.distill import get_recipe, validate_potential
+    from dismai.energy.distilled import DistilledModel
+    from dismai.energy.teacher_data import job_path
+
+    r = get_recipe("interface-mlip")
+    paths = [job_path(args.work / "teacher", "valid", j) for j in range(r["n_valid"])]
+    out = validate_potential(DistilledModel("interface-mlip", path=args.weights), r, paths)
+    target = args.weights.with_suffix(".validation.json")
+    target.write_text(json.dumps(out, indent=1))
+    print(json.dumps(out, indent=1))
 
 
 def linear(args) -> None:
@@ -324,12 +345,15 @@ def fit(args) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", choices=["heldout", "breakdown", "loss", "locality", "linear", "fit"])
+    ap.add_argument("what", choices=["heldout", "breakdown", "loss", "locality", "validate",
+                                     "linear", "fit"])
+    ap.add_argument("--weights", type=Path, help="validate: a weights file")
     ap.add_argument("--floor", type=float, default=0.0, help="loss: eV/A, 0 = squared loss")
     ap.add_argument("--w-energy", type=float, default=1.0)
     ap.add_argument("--every", type=int, default=200)
-    ap.add_argument("--angular", type=int, default=0, help="loss: l_max of density invariants")
     ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--fit-jobs", type=int, default=4, help="loss: held-in jobs fitted")
+    ap.add_argument("--test-job", type=int, default=15, help="loss: the held-in job tested")
     ap.add_argument("--work", type=Path, default=WORK)
     ap.add_argument("--target", choices=["chgnet", "pair"], default="chgnet")
     ap.add_argument("--lr", type=float, default=3e-3)
@@ -337,7 +361,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     commands = {"heldout": heldout, "breakdown": breakdown, "loss": loss, "locality": locality,
-                "linear": linear, "fit": fit}
+                "validate": validate, "linear": linear, "fit": fit}
     commands[args.what](args)
 
 

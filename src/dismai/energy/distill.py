@@ -48,11 +48,14 @@ POTENTIAL_RECIPES = {
         "rattle_sigmas": [0.03, 0.06, 0.1, 0.15],
         "fmax": 0.05,
         "holdout_jobs": 2,  # held-in jobs kept out of the fit to select the best epoch
-        "frame_stride": 2,  # every 2nd relaxation frame of a job (neighbours nearly repeat)
+        "frame_stride": 1,  # every relaxation frame (run 2 used 2)
         "model": {"cutoff": 5.0, "channels": 32, "n_layers": 2, "n_radial": 8,
                   "avg_neighbours": 38.0},
-        "training": {"epochs": 8, "batch_size": 2, "lr": 3e-3, "lr_final": 3e-5,
-                     "w_energy": 10.0, "force_loss": "mse", "force_floor": 0.05, "seed": 0,
+        # run 1's settings: its minima were the closest to CHGNet's (docs/interface.md);
+        # run 2's per-frame normalised loss (force_floor 0.05) fitted the near-minimum
+        # forces better and relaxed to far worse minima
+        "training": {"epochs": 6, "batch_size": 2, "lr": 3e-3, "lr_final": 3e-5,
+                     "w_energy": 1.0, "force_loss": "mse", "force_floor": 0.0, "seed": 0,
                      "dtype": "float32"},
     },
 }

@@ -113,10 +113,10 @@ def fit_potential(train: Frames, valid: Frames, model_config: dict, settings: di
     data = _frames_sha256(train, valid)
     if ckpt is not None and ckpt.exists():
         saved = torch.load(ckpt, map_location="cpu", weights_only=True)
+        if saved.get("data", data) != data:  # first: other frames also change the config
+            raise InputError(f"{ckpt} was trained on other frames; remove it to restart")
         if saved["config"] != cfg or saved["settings"] != s:
             raise InputError(f"{ckpt} was written with other settings; remove it to restart")
-        if saved.get("data", data) != data:
-            raise InputError(f"{ckpt} was trained on other frames; remove it to restart")
         net.load_state_dict(saved["net"])
         opt.load_state_dict(saved["opt"])
         state = saved["state"]

@@ -150,17 +150,14 @@ class _Interaction(nn.Module):
     plain torch because e3nn's general tensor product is several times slower here."""
 
     def __init__(self, channels: int, n_radial: int, n_species: int, avg_neighbours: float,
-                 first: bool, angular: int = 0):
+                 first: bool):
         super().__init__()
         c = channels
-        self.c, self.first, self.angular = c, first, int(angular)
+        self.c, self.first = c, first
         self.norm = 1.0 / math.sqrt(avg_neighbours)
-        n_paths = (2 if first else 4) + (1 if self.angular else 0)
+        n_paths = 2 if first else 4
         self.radial = _RadialMLP(n_radial, 32, n_paths * c, n_species)
         self.lin_s = _linear(c, c)
-        if self.angular:
-            self.lin_d = _linear(c, c)
-            self.out_p = _linear(c * self.angular, 2 * c)
         n_ms = 1 if first else 2
         n_mv = 1 if first else 2
         self.out_s = _linear(n_ms * c, 2 * c)
@@ -170,21 +167,7 @@ class _Interaction(nn.Module):
             self.lin_v = nn.Parameter(torch.randn(c, c) / math.sqrt(c))
             self.self_v = nn.Parameter(torch.randn(n_species, c, c) / math.sqrt(c))
 
-    def _density_power(self, s, w, sh, src, tgt, n):
-        """(N, C * L) rotation invariants of each atom's neighbour density: for every
-        channel and l = 1..L, sum_m A_lm^2 with A_lm = sum_j w(r_ij) h_j Y_lm(r_ij)."""
-        c = self.c
-        h = self.lin_d(s).index_select(0, src) * w[:, -c:]
-        a = torch.zeros(n, c, sh.shape[1], dtype=s.dtype, device=s.device).index_add(
-            0, tgt, h[:, :, None] * sh[:, None, :]) * self.norm
-        sq = a.square()
-        parts, start = [], 0
-        for ell in range(1, self.angular + 1):
-            parts.append(sq[:, :, start:start + 2 * ell + 1].sum(-1) / (2 * ell + 1))
-            start += 2 * ell + 1
-        return torch.cat(parts, 1)
-
-    def forward(self, s, v, species_idx, unit, rbf, src, tgt, sh=None):
+    def forward(self, s, v, species_idx, unit, rbf, src, tgt):
         n, c = s.shape[0], self.c
         pair = species_idx.index_select(0, src) * self.radial.n_species + \
             species_idx.index_select(0, tgt)
@@ -195,15 +178,13 @@ class _Interaction(nn.Module):
         if not self.first:
             hv = torch.einsum("nci,cd->ndi", v, self.lin_v).index_select(0, src)
             ms.append(w[:, 2 * c:3 * c] * (hv * unit[:, None, :]).sum(-1))
-            mv.append(w[:, 3 * c:4 * c, None] * hv)
+            mv.append(w[:, 3 * c:, None] * hv)
         ms = torch.cat(ms, 1)
         mv = torch.cat(mv, 1)
         agg_s = torch.zeros(n, ms.shape[1], dtype=s.dtype, device=s.device).index_add(0, tgt, ms)
         agg_v = torch.zeros(n, mv.shape[1], 3, dtype=s.dtype, device=s.device).index_add(0, tgt, mv)
         u_s = self.out_s(agg_s * self.norm) + torch.einsum(
             "nc,ncd->nd", s, self.self_s.index_select(0, species_idx))
-        if self.angular:
-            u_s = u_s + self.out_p(self._density_power(s, w, sh, src, tgt, n))
         u_v = torch.einsum("nci,cd->ndi", agg_v * self.norm, self.out_v)
         if not self.first:
             u_v = u_v + torch.einsum("nci,ncd->ndi", v, self.self_v.index_select(0, species_idx))
@@ -216,24 +197,20 @@ class PotentialNet(nn.Module):
 
     def __init__(self, species: list[str], cutoff: float = 5.0, channels: int = 32,
                  n_layers: int = 2, n_radial: int = 8, avg_neighbours: float = 38.0,
-                 energy_shift: float = 0.0, energy_scale: float = 1.0, angular: int = 0):
+                 energy_shift: float = 0.0, energy_scale: float = 1.0):
         super().__init__()
         self.config = {"species": list(species), "cutoff": float(cutoff),
                        "channels": int(channels), "n_layers": int(n_layers),
                        "n_radial": int(n_radial), "avg_neighbours": float(avg_neighbours),
                        "energy_shift": float(energy_shift),
                        "energy_scale": float(energy_scale)}
-        if angular:  # absent from older configs, which load unchanged
-            self.config["angular"] = int(angular)
-        self.angular = int(angular)
         self.species = list(species)
         self.cutoff = float(cutoff)
         ns = len(species)
         self.embed = nn.Embedding(ns, channels)  # N(0, 1) entries
         self.radial = _Bessel(cutoff, n_radial)
         self.layers = nn.ModuleList(
-            _Interaction(channels, n_radial, ns, avg_neighbours, first=(i == 0),
-                         angular=angular)
+            _Interaction(channels, n_radial, ns, avg_neighbours, first=(i == 0))
             for i in range(n_layers))
         self.readout = nn.Sequential(_linear(channels, channels, bias=True), nn.SiLU(),
                                      _linear(channels, 1, bias=True))
@@ -258,15 +235,9 @@ class PotentialNet(nn.Module):
         unit = vec / r[:, None]
         rbf = self.radial(r)
         idx = species_idx.to(cart.device).repeat(b)
-        sh = None
-        if self.angular:
-            from e3nn.o3 import spherical_harmonics
-
-            sh = spherical_harmonics(list(range(1, self.angular + 1)), unit, normalize=False,
-                                     normalization="component")
         s, v = self.embed(idx), None
         for layer in self.layers:
-            s, v = layer(s, v, idx, unit, rbf, src, tgt, sh)
+            s, v = layer(s, v, idx, unit, rbf, src, tgt)
         e_atom = self.readout(s).reshape(b, n)
         return (e_atom * self.scale + self.shift).sum(-1)
 

@@ -5,7 +5,7 @@ region, relaxation with a universal potential, low-energy selection (γ ≤ 0). 
 dismai.metrics.interface: cation motif fingerprints (d_Li, d_Co, d_Sc, d_all and cosines),
 % failed, mean relaxation steps; interface energies are a plot.  The full build needs a
 GPU or about 240 CPU-hours (docs/interface.md); until it has run, the dataset is listed as
-not built, and `interface-preview` (32 CHGNet-relaxed structures) ships.
+not built, and `interface-preview` (CHGNet-relaxed structures, docs/interface.md) ships.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ class InterfaceFamily(RelaxedFamily):
             DatasetSpec(
                 name="interface-preview", family=self.name,
                 description="CHGNet-relaxed preview: the low-energy structures among the "
-                            "36 candidates CHGNet relaxed for the interface-mlip recipe "
+                            "candidates CHGNet relaxed for the interface-mlip recipe "
                             "(seeds 101 and 202), until the full build has run",
                 n_atoms=N_ATOMS, composition=dict(COMPOSITION), parent="interface",
                 recipe={"source": "interface-mlip teacher relaxations",
