@@ -225,13 +225,13 @@ def test_interface_preview_is_shipped_and_consistent():
     from dismai.interface_cell import interface_energy
 
     ds = load("interface-preview")
-    assert ds.manifest["preview"] is True and ds.manifest["n_structures"] == 32
+    assert ds.manifest["preview"] is True and ds.manifest["n_structures"] == 58
     assert ds.manifest["recipe"]["energy_model"] == "chgnet"
     e = np.concatenate([ds.train.properties["energy_per_atom"],
                         ds.val.properties["energy_per_atom"]])
     # every shipped structure is inside the low-energy window of its E_ref
     gamma = interface_energy(e, ds.manifest["build"]["e_ref_eV_per_atom"])
-    assert np.all(gamma <= 1e-12) and len(ds.train) == 26
+    assert np.all(gamma <= 1e-12) and len(ds.train) == 46
 
 
 def test_datasets_list_marks_the_preview():
@@ -247,7 +247,7 @@ def test_datasets_list_marks_the_preview():
 
 @pytest.mark.slow
 def test_preview_rebuild_is_bit_identical(tmp_path):
-    """Needs the teacher jobs (2.7 CPU-hours with CHGNet, or the potential's work folder
+    """Needs the teacher jobs (4.6 CPU-hours with CHGNet, or the potential's work folder
     linked at WORK/interface-preview-seed0/teacher)."""
     from dismai.datasets.build import build_dataset
     from dismai.datasets.registry import shipped_paths
