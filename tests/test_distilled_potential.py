@@ -261,3 +261,14 @@ def test_unshipped_potential_is_a_one_line_error():
 
     with pytest.raises(InputError, match="potential file not found"):
         get_energy_model("interface-mlip", path="/nonexistent/interface-mlip.pt")
+
+
+def test_chgnet_graph_batches_are_capped_by_atoms():
+    # the validation scores 20 interface structures with CHGNet in one call: 16 of them in
+    # one graph batch went past 24 GB on a CPU (no CHGNet needed for the rule itself)
+    from dismai.energy.mlip import CHGNetModel
+
+    m = CHGNetModel()
+    assert m.graph_batch_size(264) == 1
+    assert m.graph_batch_size(64) == 8
+    assert m.graph_batch_size(8) == 16 and CHGNetModel(batch_size=4).graph_batch_size(8) == 4

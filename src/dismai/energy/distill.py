@@ -173,9 +173,7 @@ def validate_potential(model, recipe: dict, valid_paths, teacher=None, log=print
     tch = teacher_set[ok]
     f_t, f_d, f_c = (compute_features(s) for s in (tch, d_fire, d_cg))
     teacher = teacher or get_energy_model(recipe["teacher"], model_name=recipe["teacher_weights"])
-    # one structure per teacher call: CHGNet's default graph batch of 16 interface
-    # structures needs more than 24 GB on a CPU
-    e_tsp = np.array([teacher.energy_forces(d_fire[[i]])[0][0] for i in range(len(d_fire))]) / n
+    e_tsp = teacher.energy_forces(d_fire)[0] / n
     e_tmin = np.asarray(t_energy)[ok]
     e_dist = d_fire.properties["energy_per_atom"]
     out = {"held_out_candidates": len(cands), "compared": len(ok),

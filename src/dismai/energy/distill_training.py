@@ -37,9 +37,8 @@ from dismai.fileio import write_bytes
 __all__ = ["TRAINING_DEFAULTS", "fit_potential", "frame_errors"]
 
 TRAINING_DEFAULTS = {"epochs": 6, "batch_size": 2, "lr": 3e-3, "lr_final": 3e-5,
-                     "w_energy": 1.0, "force_loss": "mse", "huber_delta": 0.05, "force_floor": 0.0,
-                     "seed": 0,
-                     "checkpoint_minutes": 3.0,
+                     "w_energy": 1.0, "force_loss": "mse", "huber_delta": 0.05,
+                     "force_floor": 0.0, "seed": 0, "checkpoint_minutes": 3.0,
                      "dtype": "float32"}
 
 
