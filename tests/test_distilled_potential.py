@@ -94,6 +94,46 @@ def test_network_forces_symmetries_and_smooth_cutoff():
         assert torch.allclose(fk[0], fb[k], atol=1e-12)
 
 
+def test_pair_floor_wall_is_zero_above_the_floor_and_repels_below():
+    from ase.neighborlist import neighbor_list
+
+    from dismai.energy.teacher_data import Frames, closest_pairs
+
+    s = _slab(3, seed=4)
+    frames = Frames(s.lattice, s.species, s.cart(), np.zeros(3), np.zeros((3, 12, 3)),
+                    np.zeros(3, np.int32), np.zeros(3, np.int8))
+    floors = closest_pairs(frames, cutoff=4.0)
+    # the closest pair of each species pair, against ASE's neighbour list
+    ref = {}
+    for atoms in s.to_atoms():
+        i, j, d = neighbor_list("ijd", atoms, 4.0)
+        sym = np.array(atoms.get_chemical_symbols())
+        for a, b, r in zip(sym[i], sym[j], d, strict=True):
+            key = "-".join(sorted((a, b)))
+            ref[key] = min(ref.get(key, np.inf), r)
+    assert floors.keys() == ref.keys()
+    assert all(floors[k] == pytest.approx(ref[k], abs=1e-9) for k in ref)
+    plain, walled = _net(), _net(pair_floor={k: v - 0.01 for k, v in floors.items()})
+    lat = torch.as_tensor(s.lattice)
+    idx = plain.species_index(s.species)
+    x = torch.as_tensor(s.cart())
+    e0, f0 = plain.energy_forces(x, lat, idx)
+    e1, f1 = walled.energy_forces(x, lat, idx)
+    assert torch.equal(e0, e1) and torch.equal(f0, f1)  # no pair below its floor
+    # push one Cl onto an O: the walled network pushes them apart, with its stated energy
+    y = x[:1].clone()
+    y[0, 4] = y[0, 8] + torch.tensor([1.0, 0.0, 0.0], dtype=y.dtype)
+    e0, f0 = plain.energy_forces(y, lat, idx)
+    e1, f1 = walled.energy_forces(y, lat, idx)
+    r0 = floors["Cl-O"] - 0.01
+    assert float((e1 - e0).detach()) == pytest.approx(
+        walled.wall_stiffness * (r0 - 1.0) ** 3, rel=1e-9)
+    assert float((f1 - f0)[0, 4, 0]) == pytest.approx(
+        3 * walled.wall_stiffness * (r0 - 1.0) ** 2, rel=1e-9)
+    with pytest.raises(InputError, match="Xe-O"):
+        _net(pair_floor={"Xe-O": 2.0})
+
+
 def _ship(net: PotentialNet, path):
     buf = io.BytesIO()
     torch.save({"config": net.config, "state_dict": net.state_dict()}, buf)

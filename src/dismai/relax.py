@@ -14,6 +14,8 @@ comparable with the paper.  'fire', 'lbfgs' and 'bfgs' (ASE) and, for sw-vink on
 are alternatives.  'fire-batch' is the same FIRE run on batches of structures in this
 process, one energy-model call per step for the whole batch (`dismai.relax_batch`; the same
 trajectories, tested): for models whose cost per call dominates, and for GPUs.
+'surrogate' takes each step on a cheap `surrogate` energy model shifted to the teacher's
+forces (`dismai.relax_surrogate`): the minimum is the teacher's, in fewer teacher calls.
 
 Persistence (when `out_dir` is given), designed so a `kill -9` loses nothing finished:
 - `relax_meta.json`: settings and an input fingerprint (written atomically); a resume
@@ -50,7 +52,8 @@ __all__ = ["relax_structures", "relax_atoms", "RelaxRun", "RESULT_COLUMNS", "OPT
 
 RESULT_COLUMNS = ("index", "status", "steps", "e_initial", "e_final", "fmax_final",
                   "seconds", "message")
-OPTIMIZERS = ("cg", "fire", "fire-batch", "lbfgs", "bfgs", "lammps-cg", "lammps-fire")
+OPTIMIZERS = ("cg", "fire", "fire-batch", "lbfgs", "bfgs", "surrogate", "lammps-cg",
+              "lammps-fire")
 #: structures per energy-model call with optimizer "fire-batch" (dismai.relax_batch)
 BATCH_SIZE = 32
 CONVERGED = "converged"
@@ -93,7 +96,7 @@ def _guarded(inner):
     return _Guard()
 
 
-def _make_optimizer(name: str, atoms):
+def _make_optimizer(name: str, atoms, surrogate_calc=None):
     from ase.optimize import BFGS, FIRE, LBFGS
     from ase.optimize.sciopt import SciPyFminCG
 
@@ -105,6 +108,12 @@ def _make_optimizer(name: str, atoms):
         return LBFGS(atoms, logfile=None)
     if name == "bfgs":
         return BFGS(atoms, logfile=None)
+    if name == "surrogate":
+        from dismai.relax_surrogate import SurrogateOptimizer
+
+        if surrogate_calc is None:
+            raise InputError("optimizer 'surrogate' needs a surrogate energy model")
+        return SurrogateOptimizer(atoms, surrogate_calc)
     raise InputError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
 
 
@@ -115,8 +124,11 @@ def _one_line(exc: BaseException) -> str:
 
 def relax_atoms(atoms, calc, *, model=None, fmax: float = 0.05, fail_fmax: float = 0.051,
                 max_steps: int = 1000, optimizer: str = "cg",
-                max_displacement: float | None = 10.0) -> tuple[dict, np.ndarray | None]:
+                max_displacement: float | None = 10.0,
+                surrogate_calc=None) -> tuple[dict, np.ndarray | None]:
     """Relax one ase.Atoms in place (positions only). Never raises for backend problems.
+
+    surrogate_calc: the ASE calculator optimizer 'surrogate' steps on.
 
     Returns (record, final positions or None).  `record` has RESULT_COLUMNS except
     'index'; energies are per atom.
@@ -140,7 +152,7 @@ def relax_atoms(atoms, calc, *, model=None, fmax: float = 0.05, fail_fmax: float
         else:
             from ase.optimize.sciopt import OptimizerConvergenceError
 
-            opt = _make_optimizer(optimizer, atoms)
+            opt = _make_optimizer(optimizer, atoms, surrogate_calc)
 
             def watch():
                 if max_displacement is not None:
@@ -196,7 +208,8 @@ class _Worker:
     spawned process.
     """
 
-    def __init__(self, model, lattice, species, settings, threads: int | None = None):
+    def __init__(self, model, lattice, species, settings, threads: int | None = None,
+                 surrogate=None):
         if threads:
             # read by torch/OpenMP when they are first imported (by the model, later on)
             os.environ["OMP_NUM_THREADS"] = str(threads)
@@ -205,6 +218,7 @@ class _Worker:
                 torch.set_num_threads(threads)
         self.model, self.lattice, self.species = model, lattice, species
         self.settings, self.calc = settings, None
+        self.surrogate, self.surrogate_calc = surrogate, None
 
     def work(self, index: int, positions: np.ndarray):
         from ase import Atoms
@@ -212,6 +226,8 @@ class _Worker:
         if self.calc is None:
             try:
                 self.calc = self.model.calculator()
+                if self.surrogate is not None:
+                    self.surrogate_calc = self.surrogate.calculator()
             except Exception as exc:
                 rec = {"status": "error", "steps": 0, "e_initial": None, "e_final": None,
                        "fmax_final": None, "seconds": 0.0,
@@ -219,7 +235,8 @@ class _Worker:
                 return index, rec, None
         atoms = Atoms(symbols=list(self.species), positions=positions, cell=self.lattice,
                       pbc=True)
-        rec, pos = relax_atoms(atoms, self.calc, model=self.model, **self.settings)
+        rec, pos = relax_atoms(atoms, self.calc, model=self.model,
+                               surrogate_calc=self.surrogate_calc, **self.settings)
         return index, rec, pos
 
     def close(self) -> None:
@@ -232,8 +249,9 @@ class _Worker:
 _POOL_WORKER: list = []  # the worker of a spawned pool process (never used in-process)
 
 
-def _init_worker(model, lattice, species, settings, threads: int | None) -> None:
-    _POOL_WORKER[:] = [_Worker(model, lattice, species, settings, threads)]
+def _init_worker(model, lattice, species, settings, threads: int | None,
+                 surrogate=None) -> None:
+    _POOL_WORKER[:] = [_Worker(model, lattice, species, settings, threads, surrogate)]
 
 
 def _work(index: int, positions: np.ndarray):
@@ -378,6 +396,7 @@ def relax_structures(
     n_workers: int | None = None,
     threads_per_worker: int | None = None,
     model_kwargs: dict | None = None,
+    surrogate=None,
     progress=True,
     on_result: Callable[[dict], None] | None = None,
 ) -> RelaxRun:
@@ -385,6 +404,8 @@ def relax_structures(
 
     model: an EnergyModel or a registered name ('sw-vink', 'chgnet', 'sevennet').
     fail_fmax: failure threshold on the final max force (default fmax + 0.001).
+    surrogate: the EnergyModel (or registered name) optimizer 'surrogate' steps on; the
+        minima are still `model`'s.
     n_workers: processes (default: CPU count); 1 runs in this process.  Workers are
         spawned (not forked: torch and MPI dislike fork) and each builds its calculator
         once.  Results do not depend on n_workers.
@@ -397,6 +418,11 @@ def relax_structures(
         raise InputError(f"unknown optimizer {optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
     if isinstance(model, str):
         model = get_energy_model(model, **(model_kwargs or {}))
+    if (optimizer == "surrogate") != (surrogate is not None):
+        raise InputError("a surrogate energy model goes with optimizer 'surrogate', and only "
+                         "with it")
+    if isinstance(surrogate, str):
+        surrogate = get_energy_model(surrogate)
     if optimizer.startswith("lammps-"):
         check = getattr(model, "check_minimize", None)
         if check is None:
@@ -415,6 +441,9 @@ def relax_structures(
                 "model": getattr(model, "name", type(model).__name__),
                 "model_variant": str(getattr(model, "model_name", "")),
                 "input_sha256": _fingerprint(structures), **settings}
+        if surrogate is not None:  # other surrogate weights take other steps
+            meta["surrogate"] = getattr(surrogate, "name", type(surrogate).__name__)
+            meta["surrogate_variant"] = str(getattr(surrogate, "model_name", ""))
         store = _Store(Path(out_dir), meta, n)
         done = {i: v for i, v in store.load().items() if 0 <= i < m}
 
@@ -459,7 +488,8 @@ def relax_structures(
                     record(i, rec, pos[k] if rec["status"] == CONVERGED else None)
                     advance(rec)
         elif n_workers == 1:
-            worker = _Worker(model, structures.lattice, structures.species, settings)
+            worker = _Worker(model, structures.lattice, structures.species, settings,
+                             surrogate=surrogate)
             try:
                 for i in pending:
                     _, rec, pos = worker.work(i, cart[i])
@@ -469,13 +499,13 @@ def relax_structures(
                 worker.close()
         else:
             _run_pool(pending, cart, structures, model, settings, n_workers,
-                      threads_per_worker, record, advance)
+                      threads_per_worker, record, advance, surrogate)
 
     return _collect(structures, done)
 
 
 def _run_pool(pending: Sequence[int], cart, structures, model, settings, n_workers,
-              threads, record, advance) -> None:
+              threads, record, advance, surrogate=None) -> None:
     """Process pool with crash isolation: a worker that dies takes no innocent with it.
 
     When the pool breaks (a worker segfaulted or was OOM-killed), every structure that
@@ -492,7 +522,7 @@ def _run_pool(pending: Sequence[int], cart, structures, model, settings, n_worke
         return ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx,
                                    initializer=_init_worker,
                                    initargs=(model, structures.lattice, structures.species,
-                                             settings, threads))
+                                             settings, threads, surrogate))
 
     pool = new_pool()
     inflight: dict = {}

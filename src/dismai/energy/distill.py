@@ -47,6 +47,10 @@ POTENTIAL_RECIPES = {
         "n_valid": 20,
         "rattle_sigmas": [0.03, 0.06, 0.1, 0.15],
         "fmax": 0.05,
+        # a repulsive wall per species pair from this far inside the closest distance of
+        # the fitted frames (PotentialNet's pair_floor): run 1 had none and half its
+        # held-out minima sat on contacts no frame showed (Cl-O 1.45 A)
+        "pair_floor_margin": 0.05,
         "holdout_jobs": 2,  # held-in jobs kept out of the fit to select the best epoch
         "frame_stride": 1,  # every relaxation frame (run 2 used 2)
         "model": {"cutoff": 5.0, "channels": 32, "n_layers": 2, "n_radial": 8,
@@ -233,7 +237,7 @@ def build_potential(name: str, work_dir, out_dir=None, *, teacher=None, log=prin
 
     from dismai.energy.distill_training import fit_potential
     from dismai.energy.distilled import DistilledModel
-    from dismai.energy.teacher_data import load_frames
+    from dismai.energy.teacher_data import closest_pairs, load_frames
     from dismai.provenance import file_sha256
 
     recipe = get_recipe(name)
@@ -244,7 +248,10 @@ def build_potential(name: str, work_dir, out_dir=None, *, teacher=None, log=prin
     k = int(recipe["holdout_jobs"])
     fit = _strided(load_frames(train_paths[:-k], lattice, species), recipe["frame_stride"])
     sel = _strided(load_frames(train_paths[-k:], lattice, species), recipe["frame_stride"])
-    model_cfg = {**recipe["model"], "species": sorted(set(species))}
+    margin = float(recipe["pair_floor_margin"])
+    model_cfg = {**recipe["model"], "species": sorted(set(species)),
+                 "pair_floor": {k: round(v - margin, 4)
+                                for k, v in closest_pairs(fit).items()}}
     net, info = fit_potential(fit, sel, model_cfg, recipe["training"], work / "training", log)
     weights = out / f"{name}.pt"
     out.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,11 @@ The network is NequIP-shaped (l <= 1, plain torch): species embedding, Bessel ra
 with a smooth polynomial cutoff, `n_layers` interaction blocks (per-edge tensor products of
 node features with the edge's spherical harmonics, weighted by a bias-free radial MLP,
 summed over neighbours, then a self-connection and a gated nonlinearity), and a per-atom
-scalar energy.
+scalar energy, plus a fixed repulsive wall per species pair below the closest distance the
+training data ever show (`pair_floor`): without it the network, never told what happens
+there, put half of its held-out minima on Cl-O 1.45 A, Cl-Cl 1.3 A or O-O 1.4 A contacts,
+where CHGNet's forces are 9-15 eV/A (docs/interface.md).  The wall is zero on every
+training frame, so it does not change the fit.
 Forces are -dE/dx by autograd, so they are exactly conservative and rotate with the
 structure.  Every structure of the system shares one cell (a `StructureSet` template), so
 the periodic radius graph is a brute-force search over the few images the cutoff reaches.
@@ -35,6 +39,24 @@ __all__ = ["PotentialNet", "radius_edges", "DistilledModel", "DistilledCalculato
 
 #: the floating-point types a distilled potential runs in, by name (recipes, CLI)
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+#: eV/A^3 of the wall k (r0 - r)^3 below a pair's floor r0: 0.1 A inside it costs 0.05 eV
+#: and pushes with 1.5 eV/A; 0.7 A inside (a Cl-O 1.45 A contact under a 2.15 A floor),
+#: 17 eV and 74 eV/A
+WALL_STIFFNESS = 50.0
+
+
+def _floor_matrix(species: list[str], pair_floor: dict) -> torch.Tensor:
+    """Symmetric (S, S) matrix of the pair floors ('A-B': r0 in A) in `species` order."""
+    floor = torch.zeros(len(species), len(species), dtype=torch.float64)
+    for key, r0 in pair_floor.items():
+        a, _, b = key.partition("-")
+        if a not in species or b not in species:
+            raise InputError(f"pair_floor names {key!r}; the potential knows {species}")
+        i, j = species.index(a), species.index(b)
+        floor[i, j] = floor[j, i] = float(r0)
+    return floor
 
 
 def _image_shifts(lattice: torch.Tensor, cutoff: float) -> torch.Tensor:
@@ -197,13 +219,16 @@ class PotentialNet(nn.Module):
 
     def __init__(self, species: list[str], cutoff: float = 5.0, channels: int = 32,
                  n_layers: int = 2, n_radial: int = 8, avg_neighbours: float = 38.0,
-                 energy_shift: float = 0.0, energy_scale: float = 1.0):
+                 energy_shift: float = 0.0, energy_scale: float = 1.0,
+                 pair_floor: dict | None = None, wall_stiffness: float = WALL_STIFFNESS):
         super().__init__()
+        pair_floor = {k: float(v) for k, v in sorted((pair_floor or {}).items())}
         self.config = {"species": list(species), "cutoff": float(cutoff),
                        "channels": int(channels), "n_layers": int(n_layers),
                        "n_radial": int(n_radial), "avg_neighbours": float(avg_neighbours),
                        "energy_shift": float(energy_shift),
-                       "energy_scale": float(energy_scale)}
+                       "energy_scale": float(energy_scale), "pair_floor": pair_floor,
+                       "wall_stiffness": float(wall_stiffness)}
         self.species = list(species)
         self.cutoff = float(cutoff)
         ns = len(species)
@@ -216,6 +241,8 @@ class PotentialNet(nn.Module):
                                      _linear(channels, 1, bias=True))
         self.register_buffer("shift", torch.tensor(float(energy_shift)))
         self.register_buffer("scale", torch.tensor(float(energy_scale)))
+        self.wall_stiffness = float(wall_stiffness)
+        self.floor = _floor_matrix(self.species, pair_floor)  # (S, S) A; 0 = no wall
 
     def species_index(self, species) -> torch.Tensor:
         lookup = {s: i for i, s in enumerate(self.species)}
@@ -239,7 +266,14 @@ class PotentialNet(nn.Module):
         for layer in self.layers:
             s, v = layer(s, v, idx, unit, rbf, src, tgt)
         e_atom = self.readout(s).reshape(b, n)
-        return (e_atom * self.scale + self.shift).sum(-1)
+        energy = (e_atom * self.scale + self.shift).sum(-1)
+        if self.floor.any():
+            r0 = self.floor.to(r).index_select(0, idx[src]).gather(1, idx[tgt][:, None])[:, 0]
+            # both directions of each pair are edges: half the wall per edge
+            wall = 0.5 * self.wall_stiffness * (r0 - r).clamp(min=0.0) ** 3
+            energy = energy + torch.zeros(b * n, dtype=r.dtype, device=r.device).index_add(
+                0, tgt, wall).reshape(b, n).sum(-1)
+        return energy
 
     def energy_forces(self, cart: torch.Tensor, lattice: torch.Tensor,
                       species_idx: torch.Tensor, create_graph: bool = False):

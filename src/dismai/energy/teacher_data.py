@@ -20,7 +20,7 @@ from dismai.fileio import write_bytes
 from dismai.structures import StructureSet
 
 __all__ = ["Frames", "teacher_job", "job_path", "run_teacher_jobs", "load_frames",
-           "job_minimum"]
+           "job_minimum", "closest_pairs"]
 
 
 @dataclass
@@ -136,3 +136,30 @@ def job_minimum(path) -> tuple[bool, np.ndarray, float, int]:
         n = z["positions"].shape[1]
         return (bool(z["converged"]), z["minimum"], float(z["energy"][relax][-1]) / n,
                 int(z["steps"]))
+
+
+def closest_pairs(frames: Frames, cutoff: float = 4.0, batch: int = 16) -> dict[str, float]:
+    """The closest distance (Å) of each species pair ('A-B', A <= B) over all frames, for
+    pairs seen within `cutoff`: where the training data end (a distilled potential's
+    `pair_floor`)."""
+    import torch
+
+    from dismai.energy.distilled import radius_edges
+
+    species = sorted(set(frames.species))
+    code = torch.tensor([species.index(s) for s in frames.species])
+    n_sp = len(species)
+    lattice = torch.as_tensor(frames.lattice, dtype=torch.float64)
+    best = torch.full((n_sp * n_sp,), float("inf"), dtype=torch.float64)
+    for k in range(0, len(frames), batch):
+        cart = torch.as_tensor(frames.positions[k:k + batch], dtype=torch.float64)
+        src, tgt, img = radius_edges(cart, lattice, cutoff)
+        flat = cart.reshape(-1, 3)
+        r = (flat[tgt] - flat[src] - img @ lattice).norm(dim=-1)
+        n = cart.shape[1]
+        a, b = code[src % n], code[tgt % n]
+        pair = torch.minimum(a, b) * n_sp + torch.maximum(a, b)
+        best = torch.minimum(best, torch.full_like(best, float("inf")).scatter_reduce(
+            0, pair, r, reduce="amin"))
+    return {f"{species[i]}-{species[j]}": float(best[i * n_sp + j])
+            for i in range(n_sp) for j in range(i, n_sp) if np.isfinite(float(best[i * n_sp + j]))}
