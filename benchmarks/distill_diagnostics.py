@@ -29,7 +29,26 @@ change of CHGNet's force on the other atoms by their distance to the nearest rat
 ``validate``: `dismai.energy.distill.validate_potential` on a weights file (with its
 manifest beside it), writing the numbers as JSON next to it.
 
+``wall``: writes a copy of a weights file with the recipe's repulsive pair walls added
+(`PotentialNet`'s pair_floor: the closest distance of each species pair in the first
+``--fit-jobs`` held-in jobs, minus the recipe's margin), to ``--out``, with a manifest.
+The wall is zero on those frames, so the fit is unchanged.
+
+``prerelax``: relaxes the first ``--n`` held-out candidates with CHGNet after a
+pre-relaxation on the distilled potential ``--weights`` (optimizer 'surrogate'; a
+resumable store in ``--out``) and compares the CHGNet minima with the teacher jobs' plain
+CHGNet FIRE minima: steps, fingerprint distances d_Li/d_Co/d_Sc, energies.
+
+``teacher-cg``: the same comparison for CHGNet with SciPy CG from the raw candidates (store
+in ``--out``): the teacher's own optimiser noise, against which the other numbers are read.
+
     python benchmarks/distill_diagnostics.py validate --weights DIR/interface-mlip.pt
+    python benchmarks/distill_diagnostics.py wall --weights RUN1/interface-mlip.pt \
+        --fit-jobs 14 --out runs/potentials/wall-run1
+    python benchmarks/distill_diagnostics.py prerelax \
+        --weights runs/potentials/wall-run1/interface-mlip.pt \
+        --n 10 --out runs/hybrid-wall
+    python benchmarks/distill_diagnostics.py teacher-cg --out runs/teacher-cg-valid
     python benchmarks/distill_diagnostics.py heldout
     python benchmarks/distill_diagnostics.py breakdown
     python benchmarks/distill_diagnostics.py linear
@@ -343,11 +362,104 @@ def fit(args) -> None:
                   f"({time.process_time() - t0:.0f} CPU-s)", flush=True)
 
 
+def wall(args) -> None:
+    import io
+    import json
+
+    from dismai.energy.distill import get_recipe, template
+    from dismai.energy.distilled import PotentialNet
+    from dismai.energy.teacher_data import closest_pairs, job_path, load_frames
+    from dismai.fileio import write_bytes, write_json
+    from dismai.provenance import file_sha256
+
+    r = get_recipe("interface-mlip")
+    lattice, species = template()
+    paths = [job_path(args.work / "teacher", "train", j) for j in range(args.fit_jobs)]
+    floors = closest_pairs(load_frames(paths, lattice, species))
+    state = torch.load(args.weights, weights_only=True)
+    cfg = {**state["config"], "pair_floor": {k: v - r["pair_floor_margin"]
+                                             for k, v in floors.items()}}
+    net = PotentialNet(**cfg)
+    net.load_state_dict(state["state_dict"])
+    buf = io.BytesIO()
+    torch.save({"config": net.config, "state_dict": net.state_dict()}, buf)
+    out = args.out / args.weights.name
+    write_bytes(out, buf.getvalue())
+    manifest = json.loads(args.weights.with_suffix(".json").read_text())
+    manifest.pop("validation", None)
+    manifest.update(weights_sha256=file_sha256(out), base_weights_sha256=file_sha256(
+        args.weights), pair_floor=net.config["pair_floor"])
+    write_json(out.with_suffix(".json"), manifest)
+    print(json.dumps(net.config["pair_floor"], indent=1))
+
+
+def _compare_with_teacher_fire(run, tag: str) -> dict:
+    """Steps, fingerprint distances and energies of a RelaxRun over the first held-out
+    candidates against the teacher jobs' CHGNet FIRE minima."""
+    import json
+
+    from scipy.stats import spearmanr
+
+    from dismai.energy.distill import _candidates, get_recipe
+    from dismai.energy.teacher_data import job_minimum, job_path
+    from dismai.interface_cell import CATIONS
+    from dismai.metrics.interface.motifs import compute_features
+    from dismai.structures import StructureSet
+
+    cands = _candidates(get_recipe("interface-mlip"), "valid")
+    done = run.structures
+    idx = np.asarray(done.properties["input_index"])
+    t = [job_minimum(job_path(WORK / "teacher", "valid", int(i))) for i in idx]
+    teacher = StructureSet(cands.lattice, cands.species,
+                           np.stack([m for _, m, _, _ in t]) @ np.linalg.inv(cands.lattice))
+    ft, fo = compute_features(teacher), compute_features(done)
+    e_t = np.array([e for _, _, e, _ in t])
+    e_o = np.asarray(done.properties["energy_per_atom"])
+    out = {"what": tag, "candidates": len(run.table), "converged": len(done),
+           "steps_mean": float(np.mean(done.properties["relax_steps"])),
+           "teacher_fire_steps_mean": float(np.mean([s for _, _, _, s in t])),
+           "d": {s: float(np.linalg.norm(ft.mean_fp[s] - fo.mean_fp[s], axis=1).mean())
+                 for s in CATIONS},
+           "spearman_energy": float(spearmanr(e_o, e_t).statistic),
+           "energy_minus_teacher_fire_mev_atom_mean": 1000 * float(np.mean(e_o - e_t)),
+           "energy_abs_difference_mev_atom_max": 1000 * float(np.max(np.abs(e_o - e_t))),
+           "wall_s_per_structure": float(np.mean([r["seconds"] for r in run.table]))}
+    print(json.dumps(out, indent=1))
+    return out
+
+
+def prerelax(args) -> None:
+    from dismai.energy import get_energy_model
+    from dismai.energy.distill import _candidates, get_recipe
+    from dismai.energy.distilled import DistilledModel
+    from dismai.relax import relax_structures
+
+    cands = _candidates(get_recipe("interface-mlip"), "valid")[np.arange(args.n)]
+    run = relax_structures(cands, get_energy_model("chgnet", model_name="0.3.0"), args.out,
+                           optimizer="surrogate", n_workers=args.workers,
+                           surrogate=DistilledModel("interface-mlip", path=args.weights))
+    _compare_with_teacher_fire(run, f"CHGNet FIRE after pre-relaxing on {args.weights}")
+
+
+def teacher_cg(args) -> None:
+    from dismai.energy import get_energy_model
+    from dismai.energy.distill import _candidates, get_recipe
+    from dismai.relax import relax_structures
+
+    cands = _candidates(get_recipe("interface-mlip"), "valid")[np.arange(args.n)]
+    run = relax_structures(cands, get_energy_model("chgnet", model_name="0.3.0"), args.out,
+                           optimizer="cg", n_workers=args.workers)
+    _compare_with_teacher_fire(run, "CHGNet SciPy CG")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("what", choices=["heldout", "breakdown", "loss", "locality", "validate",
-                                     "linear", "fit"])
-    ap.add_argument("--weights", type=Path, help="validate: a weights file")
+                                     "linear", "fit", "wall", "prerelax", "teacher-cg"])
+    ap.add_argument("--weights", type=Path, help="validate, wall, prerelax: a weights file")
+    ap.add_argument("--out", type=Path, help="wall: a folder; prerelax, teacher-cg: a store")
+    ap.add_argument("--n", type=int, default=20, help="prerelax, teacher-cg: candidates")
+    ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--floor", type=float, default=0.0, help="loss: eV/A, 0 = squared loss")
     ap.add_argument("--w-energy", type=float, default=1.0)
     ap.add_argument("--every", type=int, default=200)
@@ -361,7 +473,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     commands = {"heldout": heldout, "breakdown": breakdown, "loss": loss, "locality": locality,
-                "validate": validate, "linear": linear, "fit": fit}
+                "validate": validate, "linear": linear, "fit": fit, "wall": wall,
+                "prerelax": prerelax, "teacher-cg": teacher_cg}
     commands[args.what](args)
 
 

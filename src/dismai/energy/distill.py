@@ -250,8 +250,7 @@ def build_potential(name: str, work_dir, out_dir=None, *, teacher=None, log=prin
     sel = _strided(load_frames(train_paths[-k:], lattice, species), recipe["frame_stride"])
     margin = float(recipe["pair_floor_margin"])
     model_cfg = {**recipe["model"], "species": sorted(set(species)),
-                 "pair_floor": {k: round(v - margin, 4)
-                                for k, v in closest_pairs(fit).items()}}
+                 "pair_floor": {k: v - margin for k, v in closest_pairs(fit).items()}}
     net, info = fit_potential(fit, sel, model_cfg, recipe["training"], work / "training", log)
     weights = out / f"{name}.pt"
     out.mkdir(parents=True, exist_ok=True)
