@@ -366,19 +366,17 @@ def wall(args) -> None:
     import io
     import json
 
-    from dismai.energy.distill import get_recipe, template
+    from dismai.energy.distill import get_recipe, pair_floors, template
     from dismai.energy.distilled import PotentialNet
-    from dismai.energy.teacher_data import closest_pairs, job_path, load_frames
+    from dismai.energy.teacher_data import job_path, load_frames
     from dismai.fileio import write_bytes, write_json
     from dismai.provenance import file_sha256
 
-    r = get_recipe("interface-mlip")
     lattice, species = template()
     paths = [job_path(args.work / "teacher", "train", j) for j in range(args.fit_jobs)]
-    floors = closest_pairs(load_frames(paths, lattice, species))
     state = torch.load(args.weights, weights_only=True)
-    cfg = {**state["config"], "pair_floor": {k: v - r["pair_floor_margin"]
-                                             for k, v in floors.items()}}
+    cfg = {**state["config"], "pair_floor": pair_floors(get_recipe("interface-mlip"),
+                                                        load_frames(paths, lattice, species))}
     net = PotentialNet(**cfg)
     net.load_state_dict(state["state_dict"])
     buf = io.BytesIO()
@@ -398,29 +396,24 @@ def _compare_with_teacher_fire(run, tag: str) -> dict:
     candidates against the teacher jobs' CHGNet FIRE minima."""
     import json
 
-    from scipy.stats import spearmanr
-
-    from dismai.energy.distill import _candidates, get_recipe
-    from dismai.energy.teacher_data import job_minimum, job_path
+    from dismai.energy.distill import _candidates, _spearman, get_recipe, teacher_minima
+    from dismai.energy.teacher_data import job_path
     from dismai.interface_cell import CATIONS
     from dismai.metrics.interface.motifs import compute_features
-    from dismai.structures import StructureSet
 
     cands = _candidates(get_recipe("interface-mlip"), "valid")
     done = run.structures
     idx = np.asarray(done.properties["input_index"])
-    t = [job_minimum(job_path(WORK / "teacher", "valid", int(i))) for i in idx]
-    teacher = StructureSet(cands.lattice, cands.species,
-                           np.stack([m for _, m, _, _ in t]) @ np.linalg.inv(cands.lattice))
+    teacher, _, e_t, steps_t = teacher_minima(
+        cands, [job_path(WORK / "teacher", "valid", int(i)) for i in idx])
     ft, fo = compute_features(teacher), compute_features(done)
-    e_t = np.array([e for _, _, e, _ in t])
     e_o = np.asarray(done.properties["energy_per_atom"])
     out = {"what": tag, "candidates": len(run.table), "converged": len(done),
            "steps_mean": float(np.mean(done.properties["relax_steps"])),
-           "teacher_fire_steps_mean": float(np.mean([s for _, _, _, s in t])),
+           "teacher_fire_steps_mean": float(np.mean(steps_t)),
            "d": {s: float(np.linalg.norm(ft.mean_fp[s] - fo.mean_fp[s], axis=1).mean())
                  for s in CATIONS},
-           "spearman_energy": float(spearmanr(e_o, e_t).statistic),
+           "spearman_energy": _spearman(e_o, e_t),
            "energy_minus_teacher_fire_mev_atom_mean": 1000 * float(np.mean(e_o - e_t)),
            "energy_abs_difference_mev_atom_max": 1000 * float(np.max(np.abs(e_o - e_t))),
            "wall_s_per_structure": float(np.mean([r["seconds"] for r in run.table]))}

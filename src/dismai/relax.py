@@ -14,8 +14,9 @@ comparable with the paper.  'fire', 'lbfgs' and 'bfgs' (ASE) and, for sw-vink on
 are alternatives.  'fire-batch' is the same FIRE run on batches of structures in this
 process, one energy-model call per step for the whole batch (`dismai.relax_batch`; the same
 trajectories, tested): for models whose cost per call dominates, and for GPUs.
-'surrogate' takes each step on a cheap `surrogate` energy model shifted to the teacher's
-forces (`dismai.relax_surrogate`): the minimum is the teacher's, in fewer teacher calls.
+'surrogate' relaxes on a cheap `surrogate` energy model first, then finishes with FIRE on
+the model (`dismai.relax_surrogate`): a minimum of the model, in fewer of its calls, though
+not always the one FIRE alone finds.
 
 Persistence (when `out_dir` is given), designed so a `kill -9` loses nothing finished:
 - `relax_meta.json`: settings and an input fingerprint (written atomically); a resume

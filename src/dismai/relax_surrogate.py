@@ -11,7 +11,8 @@ positions is dropped (the teacher starts from the input).  `nsteps` counts the t
 steps plus the one pre-relaxation step; `surrogate_steps` the surrogate's FIRE steps.
 
 Measured on the interface (docs/interface.md): CHGNet FIRE from the distilled potential's
-minima took 127 steps on average against 215 from the raw candidates.  (A variant that
+minima took 127 steps on average against 215 from the raw candidates, but ended in other
+CHGNet minima than FIRE alone, farther from them than CG's are.  (A variant that
 shifted the surrogate to the teacher's forces at every teacher call and took trust-region
 steps on it was tried first and needed more teacher calls than plain FIRE: the distilled
 network's curvature is too far from CHGNet's near the minimum.)

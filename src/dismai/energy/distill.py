@@ -141,11 +141,10 @@ def _motif_shares(feats, species: str) -> dict:
 def validate_potential(model, recipe: dict, valid_paths, teacher=None, log=print) -> dict:
     """Compare the distilled potential with the teacher on the held-out candidates."""
     from dismai.energy import get_energy_model
-    from dismai.energy.teacher_data import job_minimum, load_frames
+    from dismai.energy.teacher_data import load_frames
     from dismai.interface_cell import CATIONS
     from dismai.metrics.interface.motifs import compute_features
     from dismai.relax import relax_structures
-    from dismai.structures import StructureSet
 
     cands = _candidates(recipe, "valid")
     frames = load_frames(valid_paths, cands.lattice, cands.species)
@@ -156,9 +155,7 @@ def validate_potential(model, recipe: dict, valid_paths, teacher=None, log=print
     log(f"held-out frames: energy MAE {errors['energy_mae_mev_atom']:.2f} meV/atom, "
         f"force MAE {errors['force_mae_mev_a']:.1f} meV/A")
     n = cands.n_atoms
-    inv = np.linalg.inv(cands.lattice)
-    t_ok, t_minima, t_energy, _ = zip(*(job_minimum(p) for p in valid_paths), strict=True)
-    teacher_set = StructureSet(cands.lattice, cands.species, np.stack(t_minima) @ inv)
+    teacher_set, t_ok, t_energy, _ = teacher_minima(cands, valid_paths)
     runs = {}
     for opt in ("fire", "cg"):
         t1 = time.process_time()
@@ -218,6 +215,27 @@ def validate_potential(model, recipe: dict, valid_paths, teacher=None, log=print
     return out
 
 
+def pair_floors(recipe: dict, frames) -> dict[str, float]:
+    """PotentialNet's pair_floor for these fitted frames: each species pair's closest
+    distance in them, less the recipe's margin."""
+    from dismai.energy.teacher_data import closest_pairs
+
+    margin = float(recipe["pair_floor_margin"])
+    return {k: v - margin for k, v in closest_pairs(frames).items()}
+
+
+def teacher_minima(cands, paths):
+    """The teacher jobs' own minima of candidates `cands`, one job file per candidate:
+    (StructureSet of the minima, converged (M,), energy per atom (M,), FIRE steps (M,))."""
+    from dismai.energy.teacher_data import job_minimum
+    from dismai.structures import StructureSet
+
+    ok, minima, energy, steps = zip(*(job_minimum(p) for p in paths), strict=True)
+    return (StructureSet(cands.lattice, cands.species,
+                         np.stack(minima) @ np.linalg.inv(cands.lattice)),
+            np.asarray(ok), np.asarray(energy), np.asarray(steps))
+
+
 def _strided(frames, stride: int):
     """Every `stride`-th relaxation frame of each job (the first included) and every
     rattled frame."""
@@ -237,7 +255,7 @@ def build_potential(name: str, work_dir, out_dir=None, *, teacher=None, log=prin
 
     from dismai.energy.distill_training import fit_potential
     from dismai.energy.distilled import DistilledModel
-    from dismai.energy.teacher_data import closest_pairs, load_frames
+    from dismai.energy.teacher_data import load_frames
     from dismai.provenance import file_sha256
 
     recipe = get_recipe(name)
@@ -248,9 +266,8 @@ def build_potential(name: str, work_dir, out_dir=None, *, teacher=None, log=prin
     k = int(recipe["holdout_jobs"])
     fit = _strided(load_frames(train_paths[:-k], lattice, species), recipe["frame_stride"])
     sel = _strided(load_frames(train_paths[-k:], lattice, species), recipe["frame_stride"])
-    margin = float(recipe["pair_floor_margin"])
     model_cfg = {**recipe["model"], "species": sorted(set(species)),
-                 "pair_floor": {k: v - margin for k, v in closest_pairs(fit).items()}}
+                 "pair_floor": pair_floors(recipe, fit)}
     net, info = fit_potential(fit, sel, model_cfg, recipe["training"], work / "training", log)
     weights = out / f"{name}.pt"
     out.mkdir(parents=True, exist_ok=True)

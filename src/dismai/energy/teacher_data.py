@@ -159,7 +159,6 @@ def closest_pairs(frames: Frames, cutoff: float = 4.0, batch: int = 16) -> dict[
         n = cart.shape[1]
         a, b = code[src % n], code[tgt % n]
         pair = torch.minimum(a, b) * n_sp + torch.maximum(a, b)
-        best = torch.minimum(best, torch.full_like(best, float("inf")).scatter_reduce(
-            0, pair, r, reduce="amin"))
+        best.scatter_reduce_(0, pair, r, reduce="amin")
     return {f"{species[i]}-{species[j]}": float(best[i * n_sp + j])
             for i in range(n_sp) for j in range(i, n_sp) if np.isfinite(float(best[i * n_sp + j]))}
