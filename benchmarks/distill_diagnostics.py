@@ -10,6 +10,8 @@ relaxation frames of 3 held-in candidates, tested on 10 frames of a fourth.
 ``fit``: can the network fit 20 relaxation frames of 3 held-in candidates?  Squared force
 loss, Adam, batches of 2; the target is CHGNet's forces or (``--target pair``) the forces
 of a made-up species-blind pair potential on the same frames, a target known to be easy.
+``--layers``, ``--channels`` and ``--cosine`` (the lr decayed to 0) vary the capacity and
+the schedule: a network that cannot memorise 20 frames cannot learn the teacher.
 
 ``breakdown``: force MAE of the checkpoint's best weights on fitted, selection and held-out
 frames (every 8th), split by species, by stage of the relaxation (first and last third of
@@ -342,14 +344,19 @@ def fit(args) -> None:
               else torch.tensor(fr.forces[sel], dtype=torch.float32))
     print(f"target {args.target}: zero-force MAE {1000 * target.abs().mean():.1f} meV/A")
     torch.manual_seed(0)
-    net = PotentialNet(sorted(set(species)), channels=32,
+    net = PotentialNet(sorted(set(species)), channels=args.channels, n_layers=args.layers,
                        energy_shift=float(fr.energy.mean() / len(species)),
                        energy_scale=float(target.square().mean().sqrt()))
     torch.nn.init.zeros_(net.readout[-1].weight)
     idx = net.species_index(species)
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
+    print(f"{sum(p.numel() for p in net.parameters())} parameters, {args.layers} layers, "
+          f"{args.channels} channels, lr {args.lr}{' cosine' if args.cosine else ''}")
     t0 = time.process_time()
     for step in range(1, args.steps + 1):
+        if args.cosine:
+            for g in opt.param_groups:
+                g["lr"] = 0.5 * args.lr * (1 + math.cos(math.pi * step / args.steps))
         b = rng.choice(20, 2, replace=False)
         _, f = net.energy_forces(x[b], lattice, idx, create_graph=True)
         loss = (f - target[b]).square().mean()
@@ -457,6 +464,8 @@ def main() -> None:
     ap.add_argument("--w-energy", type=float, default=1.0)
     ap.add_argument("--every", type=int, default=200)
     ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--channels", type=int, default=32, help="fit, loss: network width")
+    ap.add_argument("--cosine", action="store_true", help="fit: cosine-decay the lr to 0")
     ap.add_argument("--fit-jobs", type=int, default=4, help="loss: held-in jobs fitted")
     ap.add_argument("--test-job", type=int, default=15, help="loss: the held-in job tested")
     ap.add_argument("--work", type=Path, default=WORK)

@@ -258,3 +258,28 @@ def test_added_dataset_with_an_energy_model_relaxes(user_dir, tmp_path):
                        ds64.train[:20].properties["energy_per_atom"])
     ev = evaluate(ds.val[:4], ds, progress=False, workers=1, out=tmp_path / "ev")
     assert ev.header["relaxed"] is True and "mean_relax_steps" in ev.metrics
+
+
+@requires_dataset("a-si-64")
+def test_nothing_surviving_is_a_score_not_an_error(tmp_path, monkeypatch):
+    """A model whose every structure fails its relaxation scores 100 % failed, with the
+    failure records written, rather than stopping the evaluation (or a whole bench)."""
+    from dismai.datasets import load
+    from dismai.families.relaxed import RelaxedFamily
+    from dismai.workflows import evaluate
+
+    ds = load("a-si-64")
+    monkeypatch.setattr(RelaxedFamily, "relax_settings_of", lambda self, d: {
+        "model": "sw-vink", "fmax": 0.05, "max_steps": 1, "optimizer": "fire"})
+    gen = ds.val[:2].with_frac(ds.val[:2].frac + 0.01 * np.random.default_rng(0).normal(
+        size=ds.val[:2].frac.shape))
+    ev = evaluate(gen, ds, n_generated=3, progress=False, workers=1, out=tmp_path / "ev",
+                  as_generated=True)
+    assert ev.n_final == 0 and ev.header["n_failed_relaxation"] == 2
+    assert ev.metrics["pct_failed"]["value"] == 100.0
+    raw = ev.header["metrics_as_generated"]  # the structures as given are still scored
+    assert raw["pct_failed"]["value"] == 0.0 and len(raw) > 1
+    saved = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert saved["metrics"]["pct_failed"]["value"] == 100.0
+    rows = (tmp_path / "ev" / "relax_results.csv").read_text().splitlines()
+    assert len(rows) == 3 and all(",not_converged," in r for r in rows[1:])

@@ -29,6 +29,21 @@ def test_gate_needs_every_metric_below_with_disjoint_intervals():
     assert not learning_gate(missing, random).passed
 
 
+@pytest.mark.parametrize("family", ["a-si", "disordered", "interface"])
+def test_each_relaxed_family_gates_on_metrics_it_computes(family):
+    """The gate reads metrics by name: one the family does not compute fails forever (the
+    interface bench once reported a gate on a-Si's d_motif, d_rdf and d_angle)."""
+    from dismai.families import get_family
+
+    fam = get_family(family)
+    assert fam.gate_metrics and {w for _, w in fam.gate_metrics} == {"as_generated", "relaxed"}
+    assert {m for m, _ in fam.gate_metrics} <= set(fam.metric_names)
+    random = _ev({m: 1.0 for m, _ in fam.gate_metrics}, 127.0)
+    good = _ev({m: 0.1 for m, _ in fam.gate_metrics}, 10.0)
+    assert learning_gate(good, random, fam.gate_metrics).passed
+    assert not learning_gate(random, good, fam.gate_metrics).passed
+
+
 def test_rms_to_nearest_ignores_order_translation_and_images():
     pair = toy_structures(2, seed=3)
     moved = pair.with_frac((pair.frac[:, [2, 1, 0] + list(range(3, 12))] + [0.3, 0.1, 0.7]) % 1)

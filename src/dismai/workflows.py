@@ -397,10 +397,11 @@ def bench(model: str, dataset, preset: str = "quick", config_file=None, n: int =
             baselines[b] = f"failed: {str(exc).splitlines()[0]}"
 
     gate = None
-    if dataset.family.relaxes and not isinstance(baselines.get("random"), (str, type(None))):
+    if dataset.family.gate_metrics and \
+            not isinstance(baselines.get("random"), (str, type(None))):
         from dismai.learning import learning_gate
 
-        gate = learning_gate(result, baselines["random"])
+        gate = learning_gate(result, baselines["random"], dataset.family.gate_metrics)
     header, rows = bench_rows(result, baselines)
     report = [
         f"# dismai bench: {model} on {dataset.name}",

@@ -119,6 +119,9 @@ class DatasetFamily:
     near_copy_kind: ClassVar[str] = "atoms"
     #: the potential an added dataset of this family relaxes with unless told otherwise
     default_energy_model: ClassVar[str | None] = None
+    #: the learning gate's (metric, "as_generated" | "relaxed") pairs (dismai.learning);
+    #: empty: the family has no gate
+    gate_metrics: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     # ------------------------------------------------------------------ datasets
     def datasets(self) -> list[DatasetSpec]:

@@ -47,6 +47,10 @@ class InterfaceFamily(RelaxedFamily):
     report_metrics = ("d_Li", "d_Co", "d_Sc", "d_all", "pct_failed")  # paper Table 1
     metric_titles = {**_TITLES, "pct_failed": "% failed structures",
                      "mean_relax_steps": "mean relaxation steps"}
+    # the learning gate: every cation's fingerprint distance as generated, and the
+    # relaxation steps (a-Si's d_motif, d_rdf and d_angle do not exist here)
+    gate_metrics = (("d_Li", "as_generated"), ("d_Co", "as_generated"),
+                    ("d_Sc", "as_generated"), ("mean_relax_steps", "relaxed"))
     storage = ("fractional coordinates, float32, shape (M, 264, 3), species blocks Li Sc Co "
                "Cl O; NAME.energy.npy: energy per atom after relaxation, float64")
 

@@ -15,11 +15,12 @@ from typing import ClassVar
 
 import numpy as np
 
-from dismai.errors import ComputationError, InputError
+from dismai.errors import InputError
 from dismai.evaluation import Evaluation
 from dismai.families.base import DatasetFamily
+from dismai.learning import GATE_METRICS
 
-__all__ = ["RelaxedFamily", "Prepared"]
+__all__ = ["RelaxedFamily", "Prepared", "NothingScored"]
 
 
 #: as-generated scoring: atoms closer than this (Å) coincide (fingerprints undefined)
@@ -35,8 +36,19 @@ class Prepared:
     relax_run: object | None  # dismai.relax.RelaxRun, None without relaxation
 
 
+@dataclass
+class NothingScored:
+    """The details of an evaluation in which no structure reached the metrics: only
+    % failed is defined (100), and the relaxation records say why each one failed."""
+
+    relax_results: object | None  # dismai.relax.RelaxRun, None without relaxation
+    metrics: dict
+    n_final: int = 0
+
+
 class RelaxedFamily(DatasetFamily):
     relaxes = True
+    gate_metrics = GATE_METRICS  # d_motif, d_rdf, d_angle as generated; relaxation steps
     #: relax: relax before scoring; workers: processes (None: all cores); relax_dir: the
     #: resumable relaxation store (default OUT/relax); reference_compatible: move atoms
     #: apart exactly as the reference code (docs/energy-models.md); as_generated: also
@@ -95,11 +107,16 @@ class RelaxedFamily(DatasetFamily):
         where = relax_dir or (Path(out_dir) / "relax" if out_dir is not None else None)
         prep = self.prepare(gen, dataset, relax=relax, workers=workers, relax_dir=where,
                             reference_compatible=reference_compatible, progress=progress)
-        if len(prep.structures) == 0:
-            raise ComputationError("no structure survived post-processing and relaxation")
-        ev = self.score(prep.structures, dataset.reference, n_generated,
-                        prep.n_failed_move_apart, prep.relax_run, workers)
         run = prep.relax_run
+        if len(prep.structures) == 0:
+            # a model whose every structure fails gets its score (100 % failed) and the
+            # failure records, not an error: that is a benchmark result like any other
+            from dismai.metrics.accounting import pct_failed_metric
+
+            ev = NothingScored(run, {"pct_failed": pct_failed_metric(0, n_generated)})
+        else:
+            ev = self.score(prep.structures, dataset.reference, n_generated,
+                            prep.n_failed_move_apart, run, workers)
         header = {"relaxed": bool(relax), "n_failed_move_apart": prep.n_failed_move_apart,
                   "n_failed_relaxation": 0 if run is None else len(run.failed)}
         if as_generated:
@@ -130,7 +147,8 @@ class RelaxedFamily(DatasetFamily):
         return out
 
     def write_outputs(self, evaluation, reference, out_dir) -> None:
-        self.write_family_outputs(evaluation.details, reference, out_dir)
+        if not isinstance(evaluation.details, NothingScored):  # no per-structure files
+            self.write_family_outputs(evaluation.details, reference, out_dir)
         run = evaluation.details.relax_results  # the RelaxRun prepare() made, or None
         if run is not None:
             run.write_table_csv(Path(out_dir) / "relax_results.csv")
