@@ -262,16 +262,23 @@ def test_cli_potentials(tmp_path):
 
 def test_interface_preview_is_shipped_and_consistent():
     from dismai.datasets import load
+    from dismai.energy.distill import get_recipe
     from dismai.interface_cell import interface_energy
 
     ds = load("interface-preview")
-    assert ds.manifest["preview"] is True and ds.manifest["n_structures"] == 58
+    build, pot = ds.manifest["build"], get_recipe("interface-mlip")
+    # shipped from every teacher job the recipe names (rebuild it when n_train grows)
+    assert build["teacher_candidates"] == {
+        w: {"seed": pot[f"{w}_seed"], "n": pot[f"n_{w}"]} for w in ("train", "valid")}
+    assert build["n_candidates"] <= pot["n_train"] + pot["n_valid"]
+    assert ds.manifest["preview"] is True and ds.manifest["n_structures"] == \
+        build["n_low_energy"] == len(ds.train) + len(ds.val) >= 58
     assert ds.manifest["recipe"]["energy_model"] == "chgnet"
     e = np.concatenate([ds.train.properties["energy_per_atom"],
                         ds.val.properties["energy_per_atom"]])
     # every shipped structure is inside the low-energy window of its E_ref
     gamma = interface_energy(e, ds.manifest["build"]["e_ref_eV_per_atom"])
-    assert np.all(gamma <= 1e-12) and len(ds.train) == 46
+    assert np.all(gamma <= 1e-12) and len(ds.train) == round(0.8 * len(e))
 
 
 def test_datasets_list_marks_the_preview():

@@ -42,7 +42,7 @@ POTENTIAL_RECIPES = {
         "teacher": "chgnet",
         "teacher_weights": "0.3.0",
         "train_seed": 101,
-        "n_train": 45,
+        "n_train": 91,
         "valid_seed": 202,
         "n_valid": 20,
         "rattle_sigmas": [0.03, 0.06, 0.1, 0.15],

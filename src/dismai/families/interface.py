@@ -161,7 +161,11 @@ class InterfaceFamily(RelaxedFamily):
                             "low_energy_share": round(float(len(keep) / len(energy)), 4)}},
             arrays={"energy": np.asarray(s.properties["energy_per_atom"], dtype=np.float64)},
             info={"e_ref_eV_per_atom": e_ref, "n_candidates": int(len(energy)),
-                  "n_low_energy": int(len(keep)), "energy_model": "chgnet 0.3.0"})
+                  "n_low_energy": int(len(keep)), "energy_model": "chgnet 0.3.0",
+                  # which teacher jobs: the first n of build_candidates(n, seed) per set
+                  "teacher_candidates": {w: {"seed": int(pot[f"{w}_seed"]),
+                                             "n": int(pot[f"n_{w}"])}
+                                         for w in ("train", "valid")}})
 
     accepts_added = True
     default_energy_model = "chgnet"
