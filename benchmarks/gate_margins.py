@@ -30,14 +30,15 @@ def main(argv=None) -> int:
     def interval(m):
         return f"[{m['value'] - m['lower_error']:.4g}, {m['value'] + m['upper_error']:.4g}]"
 
+    gate = ds.family.gate_metrics  # the family's own, e.g. d_motif/d_rdf/d_angle for a-Si
+    raw_names = [k for k, where in gate if where == "as_generated"]
     for name, ev in (("validation", ev_v), ("random", ev_r)):
         raw = ev.header["metrics_as_generated"]
-        cells = [f"{k} {interval(raw[k])}" for k in ("d_motif", "d_rdf", "d_angle")]
-        cells.append(f"relax steps {interval(ev.metrics['mean_relax_steps'])}")
-        relaxed = ", ".join(f"{k} {ev.metrics[k]['value']:.4g}"
-                            for k in ("d_motif", "d_rdf", "d_angle"))
-        print(f"{name}: as generated {'; '.join(cells)}; relaxed {relaxed}")
-    print(learning_gate(ev_v, ev_r).summary())
+        cells = [f"{k} {interval(raw[k])}" for k in raw_names]
+        cells += [f"{k} {interval(ev.metrics[k])}" for k, where in gate if where == "relaxed"]
+        relaxed = ", ".join(f"{k} {ev.metrics[k]['value']:.4g}" for k in raw_names)
+        print(f"{name}: gate metrics {'; '.join(cells)}; relaxed {relaxed}")
+    print(learning_gate(ev_v, ev_r, gate).summary())
     return 0
 
 
